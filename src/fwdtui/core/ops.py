@@ -1,0 +1,104 @@
+"""The small numeric building blocks of a transformer, one pure numpy function each."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(x) / sum(exp(x)), shifted by the max so large scores do not overflow; -inf becomes 0."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log(softmax(x)) computed without taking the log of tiny probabilities."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """GPT-2's LayerNorm: zero mean, unit variance per row, then scale g and shift b."""
+    mean = np.mean(x, axis=-1, keepdims=True)  # [n_seq, 1]
+    var = np.var(x, axis=-1, keepdims=True)  # [n_seq, 1]
+    return g * (x - mean) / np.sqrt(var + eps) + b  # [n_seq, n_embd]
+
+
+def rms_norm(x: np.ndarray, g: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Llama's RMSNorm: divide by the root mean square (no centring, no bias), then scale g."""
+    ms = np.mean(x * x, axis=-1, keepdims=True)  # [n_seq, 1]
+    return g * (x / np.sqrt(ms + eps))  # [n_seq, n_embd]
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """The tanh approximation of GELU that GPT-2 was trained with ("gelu_new")."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """SiLU (swish): x * sigmoid(x), the gate activation of SwiGLU."""
+    return x / (1.0 + np.exp(-x))
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """x @ w (+ b) with w stored [n_in, n_out]: the one matrix product every layer is made of."""
+    y = x @ w  # [n_seq, n_in] @ [n_in, n_out] -> [n_seq, n_out]
+    return y if b is None else y + b
+
+
+def causal_mask(q_positions: np.ndarray, k_positions: np.ndarray, window: int | None = None) -> np.ndarray:
+    """True where query i may not see key j: keys in its future, or (sliding window) too far back."""
+    future = k_positions[None, :] > q_positions[:, None]  # [n_q, n_k]
+    if window is None:
+        return future
+    return future | (k_positions[None, :] <= q_positions[:, None] - window)
+
+
+def attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled dot-product attention over heads, with grouped-query sharing of k and v.
+
+    q: [n_head, n_q, head_dim]; k, v: [n_kv_head, n_k, head_dim]; mask: [n_q, n_k], True = hidden.
+    Query head h reads key/value head h // (n_head // n_kv_head), as in grouped-query attention.
+    Returns z [n_head, n_q, head_dim], scores [n_head, n_q, n_k] (scaled, masked), pattern (softmax).
+    """
+    n_head, n_q, head_dim = q.shape
+    n_kv_head, n_k, _ = k.shape
+    group = n_head // n_kv_head
+    qg = q.reshape(n_kv_head, group * n_q, head_dim)  # heads sharing a kv head side by side
+    scores = (qg @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(head_dim))  # [n_kv, group*n_q, n_k]
+    scores = scores.reshape(n_head, n_q, n_k)
+    scores = np.where(mask[None], np.float32(-np.inf), scores)  # causal: no peeking at later tokens
+    pattern = softmax(scores, axis=-1)  # [n_head, n_q, n_k], each row sums to 1
+    z = pattern.reshape(n_kv_head, group * n_q, n_k) @ v  # [n_kv, group*n_q, head_dim]
+    return z.reshape(n_head, n_q, head_dim), scores, pattern
+
+
+def rope_frequencies(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
+    """The rotation speed of each of the head_dim/2 pairs: theta^(-2i/head_dim), Llama 3 rescaled if asked."""
+    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))  # [head_dim/2]
+    if scaling:
+        # Llama 3: slow (long-wavelength) pairs are stretched by `factor`, fast ones kept, a smooth blend between.
+        factor = float(scaling["factor"])
+        low, high = float(scaling.get("low_freq_factor", 1.0)), float(scaling.get("high_freq_factor", 4.0))
+        old_ctx = float(scaling.get("original_max_position_embeddings", 8192))
+        wavelen = 2 * np.pi / inv_freq
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        inv_freq = np.where(wavelen > old_ctx / low, inv_freq / factor, np.where(wavelen < old_ctx / high, inv_freq, blended))
+    return inv_freq
+
+
+def rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
+    """Rotate each (x[i], x[i + head_dim/2]) pair by position * frequency (Hugging Face's half-split layout).
+
+    x: [n_heads, n_seq, head_dim]; positions: [n_seq]. After this, q.k depends only on the offset between positions.
+    """
+    angles = positions[:, None].astype(np.float64) * inv_freq[None, :]  # [n_seq, head_dim/2]
+    cos = np.cos(angles).astype(np.float32)
+    sin = np.sin(angles).astype(np.float32)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)  # [n_heads, n_seq, head_dim]
