@@ -57,12 +57,14 @@ def _progress_printer(stream=sys.stderr):
     state = {"last": "", "used": False}
 
     def report(stage: str, done: int, total: int | None) -> None:
-        if total:
+        if total and total >= 1 << 16:  # byte counts
             line = f"\r{stage}: {done / 1e6:8.1f} / {total / 1e6:.1f} MB ({100 * done / total:5.1f}%)"
+        elif total:  # item counts (tensors, files)
+            line = f"\r{stage}: {done}/{total}"
         else:
             line = f"\r{stage}" + (f": {done / 1e6:.1f} MB" if done else "")
         if line != state["last"]:
-            stream.write(line.ljust(70))
+            stream.write(line[:79].ljust(79))
             stream.flush()
             state["last"] = line
             state["used"] = True
@@ -106,7 +108,7 @@ def resolve_model(spec: str | None, fetch: bool = True, quiet: bool = False):
                 )
         model = load_model(name, progress=progress)
     if progress is not None and progress.used():
-        sys.stderr.write("\r" + " " * 70 + "\r")
+        sys.stderr.write("\r" + " " * 79 + "\r")
     return model
 
 
@@ -227,19 +229,18 @@ def cmd_step(args: argparse.Namespace) -> int:
 
 
 def cmd_chapters(args: argparse.Namespace) -> int:
-    from fwdtui.chapters import all_chapters
+    from fwdtui.chapters import chapter_table
 
-    chapters = all_chapters()
+    rows = chapter_table()
     if args.json:
-        print(json.dumps([{"id": c.id, "section": c.section, "title": c.title, "written": c.written}
-                          for c in chapters], indent=2))
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     section = None
-    for c in chapters:
-        if c.section != section:
-            section = c.section
-            print(section)
-        print(f"  {c.id:<28} {c.title}{'' if c.written else '  (not written yet)'}")
+    for row in rows:
+        if row["section"] != section:
+            section = row["section"]
+            print(row["section_title"])
+        print(f"  {row['id']:<32} {row['title']}{'' if row['written'] else '  (not written yet)'}")
     return 0
 
 
@@ -324,14 +325,9 @@ def build_app_parser() -> argparse.ArgumentParser:
 def open_app(argv: Sequence[str]) -> int:
     args = build_app_parser().parse_args(argv)
     if args.chapter is not None:
-        from fwdtui.chapters import chapter_ids
+        from fwdtui.chapters import find_chapter
 
-        ids = chapter_ids()
-        if args.chapter not in ids:
-            close = [i for i in ids if args.chapter.lower() in i]
-            hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
-            raise FwdtuiError(f"There is no chapter or command called {args.chapter!r}.{hint}",
-                              "Run `fwdtui chapters` for the chapter ids, `fwdtui --help` for the commands.")
+        args.chapter = find_chapter(args.chapter).ID  # unknown or unwritten ids fail here, with the fix
     from fwdtui.app import run_app
 
     run_app(chapter_id=args.chapter, model_spec=args.model, prompt=args.prompt)

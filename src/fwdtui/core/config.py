@@ -41,7 +41,8 @@ class ModelConfig:
     attn_bias: bool = False  # biases on q/k/v (Qwen2 has them)
     attn_out_bias: bool = False
     mlp_bias: bool = False
-    sliding_window: int | None = None
+    sliding_window: int | None = None  # keys further back than this are masked (Mistral; sparse-attention chapter)
+    attention_sinks: int = 0  # with a window: the first positions every query still sees
     bos_token_id: int | None = None
     eos_token_id: int | None = None
 

@@ -43,7 +43,7 @@ def mha(params: dict, p: str, x: np.ndarray, cfg: ModelConfig, positions: np.nda
     if cache is not None:
         k, v = cache.append(layer, k, v)  # now [n_head, n_past + n_seq, head_dim]
     k_positions = np.arange(k.shape[1])
-    mask = causal_mask(positions, k_positions)  # [n_seq, n_k]
+    mask = causal_mask(positions, k_positions, cfg.sliding_window, cfg.attention_sinks)  # [n_seq, n_k]
     z, scores, pattern = attention(q, k, v, mask)  # z: [n_head, n_seq, head_dim]
     out = linear(merge_heads(z), params[p + "attn.c_proj.weight"], params[p + "attn.c_proj.bias"])
     for name, value in (("q", q), ("k", k), ("v", v), ("scores", scores), ("pattern", pattern), ("z", z), ("out", out)):

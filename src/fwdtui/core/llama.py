@@ -34,7 +34,7 @@ def gqa(params: dict, p: str, x: np.ndarray, cfg: ModelConfig, positions: np.nda
     if cache is not None:
         k_rot, v = cache.append(layer, k_rot, v)  # the cache keeps rotated keys: [n_kv, n_past + n_seq, head_dim]
     k_positions = np.arange(k_rot.shape[1])
-    mask = causal_mask(positions, k_positions, cfg.sliding_window)
+    mask = causal_mask(positions, k_positions, cfg.sliding_window, cfg.attention_sinks)
     z, scores, pattern = attention(q_rot, k_rot, v, mask)  # [n_head, n_seq, head_dim]
     out = proj(merge_heads(z), params[p + "self_attn.o_proj.weight"], params.get(p + "self_attn.o_proj.bias"))
     # k is this call's keys before rotation; k_rot and v include the cached positions too.

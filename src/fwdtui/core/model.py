@@ -41,6 +41,16 @@ class Model:
             rope_frequencies(config.head_dim, config.rope_theta, config.rope_scaling) if config.family == "llama" else None
         )
 
+    def variant(self, config: ModelConfig | None = None, replace_weights: dict[str, np.ndarray] | None = None,
+                name: str | None = None) -> "Model":
+        """A copy with a changed config (e.g. a sliding window) and/or some tensors replaced (e.g. a head
+        zeroed); every other tensor is shared, not copied. What the playgrounds run their experiments on."""
+        weights = dict(self.weights)
+        weights.update(replace_weights or {})
+        info = ModelInfo(name=name or self.info.name, source=self.info.source, path=self.info.path,
+                         load_seconds=self.info.load_seconds, dtype=self.info.dtype)
+        return Model(config or self.config, weights, self.tokenizer, info)
+
     @property
     def n_params(self) -> int:
         # Count the real tensors (a tied unembedding is one tensor); skip buffers such as masks.

@@ -47,12 +47,19 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndar
     return y if b is None else y + b
 
 
-def causal_mask(q_positions: np.ndarray, k_positions: np.ndarray, window: int | None = None) -> np.ndarray:
-    """True where query i may not see key j: keys in its future, or (sliding window) too far back."""
+def causal_mask(q_positions: np.ndarray, k_positions: np.ndarray, window: int | None = None,
+                sinks: int = 0) -> np.ndarray:
+    """True where query i may not see key j: keys in its future, or (sliding window) too far back.
+
+    With a window, the first `sinks` positions stay visible to every query ("attention sinks").
+    """
     future = k_positions[None, :] > q_positions[:, None]  # [n_q, n_k]
     if window is None:
         return future
-    return future | (k_positions[None, :] <= q_positions[:, None] - window)
+    too_old = k_positions[None, :] <= q_positions[:, None] - window
+    if sinks:
+        too_old &= k_positions[None, :] >= sinks
+    return future | too_old
 
 
 def attention(

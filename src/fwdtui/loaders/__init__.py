@@ -62,6 +62,10 @@ def load_path(path: Path, name: str | None = None, source: str | None = None, pr
         if path.suffix.lower() == ".safetensors" or path.name == "config.json":
             return load_folder(path.parent, name, source or "local folder")
         raise WeightsError(f"{path.name} is not a model file fwdtui reads.", "Give a model folder, a .safetensors file or a .gguf file.")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.gguf")):
+        pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:  # say this before anything else: it is the reason, whatever config.json holds
+            raise refuse_pickle(pickles[0])
     if (path / "config.json").is_file():
         return load_folder(path, name, source or "local folder")
     ggufs = sorted(path.glob("*.gguf"))

@@ -198,6 +198,11 @@ def architecture(reader: Any) -> str:
     return arch
 
 
+def _short_float(value: float) -> float:
+    """A float32 from the file as the decimal it was written from: 9.99999974e-06 -> 1e-05."""
+    return float(str(np.float32(value)))
+
+
 def hf_config(reader: Any) -> dict[str, Any]:
     """A Hugging Face `config.json`-style dict built from the GGUF metadata."""
     arch = architecture(reader)
@@ -227,8 +232,8 @@ def hf_config(reader: Any) -> dict[str, Any]:
         "num_key_value_heads": n_kv_head,
         "head_dim": int(head_dim) if head_dim else n_embd // n_head,
         "intermediate_size": int(need("feed_forward_length")),
-        "rms_norm_eps": float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
-        "rope_theta": float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
+        "rms_norm_eps": _short_float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
+        "rope_theta": _short_float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
         "max_position_embeddings": int(_field(reader, f"{arch}.context_length", 2048)),
         "vocab_size": int(vocab_size),
         "tie_word_embeddings": "output.weight" not in names,
@@ -253,7 +258,7 @@ def tokenizer_meta(reader: Any, path: Path) -> dict[str, Any]:
         "pad_id": _field(reader, "tokenizer.ggml.padding_token_id"),
         "add_bos_token": _field(reader, "tokenizer.ggml.add_bos_token"),
         "chat_template": _field(reader, "tokenizer.chat_template"),
-        "name": _field(reader, "general.name") or path.stem,
+        "name": path.stem,  # e.g. SmolLM2-135M-Instruct.Q4_1
     }
 
 
@@ -387,6 +392,7 @@ def write_cache(path: Path, config: dict, weights: dict[str, np.ndarray], tok_me
     metadata = _source_key(path) | {"config": json.dumps(config), "tokenizer": json.dumps(tok_meta)}
     try:
         save_file(weights, str(tmp), metadata=metadata)
+        os.chmod(tmp, path.stat().st_mode & 0o666)  # as readable as the GGUF it comes from
         os.replace(tmp, target)  # readers see the old state or the whole new file, never half of it
     except OSError:
         # A read-only folder or a full disk only costs speed next time: no cache, same weights.

@@ -197,17 +197,25 @@ def _pattern_from_pre_tokenizer(pre_tok: Any, path: Path) -> tuple[str, str | No
     )
 
 
-def load_gguf_tokenizer(path: str | Path, name: str | None = None) -> BPETokenizer:
-    """The tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata (byte-level BPE only)."""
+def load_gguf_tokenizer(path: str | Path | Any, name: str | None = None) -> BPETokenizer:
+    """The tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata (byte-level BPE only).
+
+    `path` may also be an open `gguf.GGUFReader` (opening a file is the slow part).
+    """
     import gguf  # only needed here; GGUF is one of two ways in
 
-    path = Path(path)
-    try:
-        reader = gguf.GGUFReader(path)
-    except FileNotFoundError:
-        raise WeightsError(f"{path} does not exist.", "Check the path to the .gguf file.") from None
-    except Exception as err:  # the reader raises plain ValueError/struct errors on a bad file
-        raise WeightsError(f"{path} is not a readable GGUF file: {err}.", "Download the file again.") from None
+    if isinstance(path, gguf.GGUFReader):
+        reader, path = path, Path(getattr(path.data, "filename", None) or "model.gguf")
+    else:
+        path = Path(path)
+        try:
+            reader = gguf.GGUFReader(path)
+        except FileNotFoundError:
+            raise WeightsError(f"{path} does not exist.", "Check the path to the .gguf file.") from None
+        except Exception as err:  # the reader raises plain ValueError/struct errors on a bad file
+            raise WeightsError(
+                f"{path} is not a readable GGUF file: {err}.", "Download the file again."
+            ) from None
 
     def value(key: str, default: Any = None) -> Any:
         field = reader.fields.get(key)

@@ -58,7 +58,9 @@ Pair = tuple[int, int]
 # --------------------------------------------------------------------------- small helpers
 
 
-def get_stats(words: Iterable[Sequence[int]], freqs: Iterable[int] | None = None) -> dict[Pair, int]:
+def get_stats(
+    words: Iterable[Sequence[int]], freqs: Iterable[int] | None = None
+) -> dict[Pair, int]:
     """Count adjacent pairs over words (each weighted by its freq); overlapping pairs all count."""
     stats: dict[Pair, int] = {}
     if freqs is None:
@@ -90,6 +92,14 @@ def split_text(text: str, pattern: str = GPT4_SPLIT_PATTERN) -> list[str]:
     return regex.findall(pattern, text)
 
 
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of text; lone surrogates (from broken files) become U+FFFD as in tiktoken."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
 def _special_regex(special_tokens: Iterable[str]) -> regex.Pattern | None:
     """An alternation of the special strings, longest first so no prefix shadows a longer one."""
     specials = sorted(special_tokens, key=len, reverse=True)
@@ -109,7 +119,10 @@ def count_chunks(
     compiled = regex.compile(pattern)
     for piece in pieces:
         counts.update(compiled.findall(piece))
-    return Counter({chunk.encode("utf-8"): n for chunk, n in counts.items()})
+    table: Counter[bytes] = Counter()
+    for chunk, n in counts.items():
+        table[utf8(chunk)] += n  # += : two broken chunks may both become U+FFFD
+    return table
 
 
 # --------------------------------------------------------------------------- training
@@ -316,6 +329,8 @@ def train(
     early when every chunk has become a single token.
     """
     n_merges = _check_vocab_size(vocab_size)
+    if special_tokens is not None and not isinstance(special_tokens, Mapping):
+        special_tokens = list(special_tokens)  # read twice below: no one-shot iterators
     names = list(special_tokens or ())
     trainer = BPETrainer.from_text(text, pattern, names)
     return _run(trainer.steps(), n_merges, pattern, special_tokens, progress, should_stop,
@@ -332,6 +347,8 @@ def train_naive(
 ) -> TrainedTokenizer:
     """Same result as `train`, by the slow road: a full recount of pairs after every merge."""
     n_merges = _check_vocab_size(vocab_size)
+    if special_tokens is not None and not isinstance(special_tokens, Mapping):
+        special_tokens = list(special_tokens)  # read twice below: no one-shot iterators
     names = list(special_tokens or ())
     steps = naive_steps(count_chunks(text, pattern, names))
     return _run(steps, n_merges, pattern, special_tokens, progress, should_stop,
@@ -369,12 +386,12 @@ class TrainedTokenizer:
     the single byte b: 0..255 when trained here, a permutation for GPT-2's own files.
     """
 
-    merges: dict[Pair, int]
+    merges: dict[Pair, int] = field(repr=False)
     pattern: str = GPT4_SPLIT_PATTERN
     special_tokens: dict[str, int] = field(default_factory=dict)
-    history: list[MergeStep] = field(default_factory=list)
+    history: list[MergeStep] = field(default_factory=list, repr=False)
     name: str = "bpe (trained)"
-    byte_ids: tuple[int, ...] = tuple(range(256))
+    byte_ids: tuple[int, ...] = field(default=tuple(range(256)), repr=False)
     chat_template: str | None = None
 
     def __post_init__(self) -> None:
@@ -448,7 +465,7 @@ class TrainedTokenizer:
         """Text to ids; special-token strings typed by a user stay plain text."""
         ids: list[int] = []
         for chunk in self._split_re.findall(text):
-            ids.extend(self.encode_chunk(chunk.encode("utf-8")))
+            ids.extend(self.encode_chunk(utf8(chunk)))
         return ids
 
     def encode_with_special(self, text: str) -> list[int]:
@@ -477,7 +494,7 @@ class TrainedTokenizer:
         are skipped. The last step's ids equal `encode(text)`.
         """
         chunks = [
-            [self.byte_ids[b] for b in chunk.encode("utf-8")]
+            [self.byte_ids[b] for b in utf8(chunk)]
             for chunk in self._split_re.findall(text)
         ]
         yield EncodeStep(None, None, None, 0, tuple(tuple(c) for c in chunks))
@@ -517,7 +534,8 @@ class TrainedTokenizer:
         try:
             byte_ids = tuple(ranks[bytes([b])] for b in range(256))
         except KeyError as err:
-            raise ValueError(f"the table has no token for the single byte {err.args[0]!r}") from None
+            missing = err.args[0]
+            raise ValueError(f"the table has no token for the single byte {missing!r}") from None
         merges: dict[Pair, int] = {}
         for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
             if len(token) < 2:
@@ -587,7 +605,7 @@ class TrainedTokenizer:
 
 
 def _bpe_by_ranks(ranks: Mapping[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
-    """tiktoken's rule on bytes: join the adjacent parts whose union ranks lowest, below max_rank."""
+    """tiktoken's rule: join the adjacent parts whose union ranks lowest, while below max_rank."""
     parts = [bytes([b]) for b in token]
     while len(parts) > 1:
         best_i, best_rank = -1, max_rank
