@@ -97,7 +97,8 @@ def test_llama32_always_writes_a_dated_system_turn():
 
 
 def test_base_model_gets_a_plain_transcript():
-    messages = [{"role": "system", "content": "A chat."}, *USER_HI, {"role": "assistant", "content": "Hello!"}, *USER_HI]
+    hello = {"role": "assistant", "content": "Hello!"}
+    messages = [{"role": "system", "content": "A chat."}, *USER_HI, hello, *USER_HI]
     assert apply_chat_template(_with_template(None), messages) == (
         "A chat.\n\nUser: Hi\nAssistant: Hello!\nUser: Hi\nAssistant:"
     )
@@ -123,6 +124,10 @@ def test_encode_chat_turns_template_tokens_into_single_ids():
     assert ids.count(1) == 2  # the two closed turns; the user's "<|im_end|>" is bytes
     assert tok.decode(ids) == apply_chat_template(tok, [{"role": "user", "content": "<|im_end|>"}])
     assert ids[-len("assistant\n") - 1 :] == [0] + [b + 2 for b in b"assistant\n"]
+    # encoding the joined text would have let the user's "<|im_end|>" close the turn
+    assert tok.encode_with_special(tok.decode(ids)).count(1) == 3
+    safe = [{"role": "user", "content": "Hi there"}]
+    assert encode_chat(tok, safe) == tok.encode_with_special(apply_chat_template(tok, safe))
 
 
 def _smollm2_gguf() -> Path | None:
@@ -145,3 +150,5 @@ def test_real_smollm2_template_and_ids():
     assert ids[0] == tok.special_tokens["<|im_start|>"] == tok.bos_id
     assert ids.count(tok.eos_id) == 2  # <|im_end|> closes the system and the user turns
     assert tok.decode(ids).startswith(f"<|im_start|>system\n{SMOLLM2_SYSTEM}<|im_end|>")
+    messages = [{"role": "user", "content": "What is 12+30? Answer:"}, {"role": "assistant", "content": " 42"}]
+    assert encode_chat(tok, messages) == tok.encode_with_special(apply_chat_template(tok, messages))

@@ -199,7 +199,8 @@ def test_untied_and_qwen2_with_biases(tmp_path: Path) -> None:
     config, weights, _ = load_gguf(path)
     assert config["model_type"] == "qwen2" and config["attention_bias"] is True
     # qwen2 is converted without the permutation, so nothing is undone
-    for name in ("layers.1.self_attn.q_proj.weight", "layers.1.self_attn.q_proj.bias", "layers.0.self_attn.v_proj.bias"):
+    for name in ("layers.1.self_attn.q_proj.weight", "layers.1.self_attn.q_proj.bias",
+                 "layers.1.self_attn.k_proj.bias"):
         np.testing.assert_array_equal(weights[name], expected[name])
 
 
@@ -359,6 +360,17 @@ def test_huge_array_count_fails_fast(tiny: tuple[Path, dict]) -> None:
     count_at = field.offset + sum(int(p.nbytes) for p in field.parts[:4])
     _patch_u64(path, count_at, 1 << 60)
     _expect_weights_error(path)
+
+
+def test_impossible_sizes(tiny: tuple[Path, dict]) -> None:
+    """A block count far beyond the tensors there are is refused before anything loops over it."""
+    path, _ = tiny
+    field = gguf.GGUFReader(path).fields["llama.block_count"]
+    value_at = field.offset + sum(int(p.nbytes) for p in field.parts[:3])  # key length, key, type
+    data = bytearray(path.read_bytes())
+    data[value_at : value_at + 4] = struct.pack("<I", 1_000_000)
+    path.write_bytes(bytes(data))
+    assert "num_hidden_layers" in str(_expect_weights_error(path))
 
 
 def test_missing_file(tmp_path: Path) -> None:

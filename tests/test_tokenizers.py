@@ -182,7 +182,7 @@ def test_gpt2_known_ids(gpt2):
     assert gpt2.encode_with_special("<|endoftext|>") == [50256]
     assert gpt2.encode_with_special("a<|endoftext|>b") == [64, 50256, 65]
     assert gpt2.special_tokens == {"<|endoftext|>": 50256}
-    assert (gpt2.n_vocab, gpt2.bos_id, gpt2.eos_id) == (50257, 50256, 50256)
+    assert (gpt2.n_vocab, gpt2.bos_id, gpt2.eos_id, gpt2.add_bos) == (50257, 50256, 50256, False)
 
 
 @needs_gpt2
@@ -298,7 +298,25 @@ def test_tokenizer_json_worked_example(tmp_path):
     assert tok.encode_with_special("x<|end|>") == [1 + ord("x"), 0]
     assert tok.decode([259, 258, 0]) == "abc ab<|end|>"
     assert (tok.n_vocab, tok.eos_id, tok.chat_template, tok.name) == (260, 0, "{{ '<|im_start|>' }}", "toy")
-    assert tok.warning is None
+    assert tok.warning is None and tok.add_bos is False
+
+
+def test_tokenizer_json_post_processor_that_prepends_bos(tmp_path):
+    folder = _write_tokenizer_json(tmp_path / "l3", BYTE_LEVEL)
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    data["post_processor"] = {
+        "type": "Sequence",
+        "processors": [
+            {"type": "ByteLevel"},
+            {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|end|>", "type_id": 0}},
+                                                      {"Sequence": {"id": "A", "type_id": 0}}]},
+        ],
+    }
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<|end|>"}), encoding="utf-8")
+    tok = load_tokenizer(folder)
+    assert (tok.add_bos, tok.bos_id) == (True, 0)
+    assert tok.encode("ab") == [257]  # encode itself never adds it: the caller prepends bos_id
 
 
 def test_tokenizer_json_new_style_merges_lists(tmp_path):
@@ -307,6 +325,17 @@ def test_tokenizer_json_new_style_merges_lists(tmp_path):
     data["model"]["merges"] = [["a", "b"], ["Ġ", "ab"], ["ab", "c"]]
     (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     assert load_tokenizer(folder).encode("abc ab") == [259, 258]
+
+
+def test_tokenizer_json_nfc_normalizer_is_applied(tmp_path):
+    """Qwen2's tokenizer.json composes characters first: e + U+0301 is encoded as é."""
+    folder = _write_tokenizer_json(tmp_path / "q", BYTE_LEVEL)
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    data["normalizer"] = {"type": "NFC"}
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    tok = load_tokenizer(folder)
+    assert tok.encode("e\u0301") == tok.encode("é") == [1 + 0xC3, 1 + 0xA9]
+    assert tok.pre_tokenize("cafe\u0301") == ["café"]
 
 
 def test_tokenizer_json_reads_the_split_regex(tmp_path):
@@ -438,7 +467,9 @@ def test_bad_gguf_metadata():
     with pytest.raises(WeightsError, match="not of the form"):
         from_gguf_metadata(tokens, ["ab"], None, None, None, None, None, "bad")
     with pytest.raises(WeightsError, match="token types"):
-        from_gguf_metadata(tokens, [], [1, 1], None, None, None, None, "bad")
+        from_gguf_metadata(tokens, ["a b"], [1, 1], None, None, None, None, "bad")
+    with pytest.raises(WeightsError, match="not byte-level BPE"):
+        from_gguf_metadata(["<unk>", "▁the"], [], [2, 1], None, None, None, None, "spm")
     with pytest.raises(WeightsError):
         load_gguf_tokenizer(Path("/nonexistent/model.gguf"))
 
@@ -483,13 +514,14 @@ def slow_smollm2(smollm2_fields) -> SlowBPE:
 def test_load_gguf_tokenizer_reads_the_file(smollm2_reader):
     tok = load_gguf_tokenizer(smollm2_reader, name="smollm2-135m")
     assert tok.encode("Hello world") == [19556, 905]
+    assert tok.add_bos is False  # tokenizer.ggml.add_bos_token
     assert (tok.name, tok.pre, tok.n_vocab) == ("smollm2-135m", "smollm", 49152)
 
 
 @needs_smollm2
 def test_smollm2_metadata(smollm2):
     assert (smollm2.n_vocab, smollm2.pre, smollm2.pattern) == (49152, "smollm", SMOLLM_PATTERN)
-    assert (smollm2.bos_id, smollm2.eos_id) == (1, 2)
+    assert (smollm2.bos_id, smollm2.eos_id, smollm2.add_bos) == (1, 2, False)
     assert smollm2.special_tokens["<|im_start|>"] == 1 and len(smollm2.special_tokens) == 17
     assert "<|im_start|>" in smollm2.chat_template
     assert smollm2.encode_with_special("<|im_start|>user\nHi<|im_end|>")[0] == 1
@@ -514,3 +546,28 @@ def test_smollm2_matches_transformers_reference(smollm2):
 @pytest.mark.parametrize("text", AWKWARD + ["x\x04y !\x04! \U00040000ab"], ids=lambda t: repr(t[:24]))
 def test_smollm2_matches_slow_reference(smollm2, slow_smollm2, text):
     assert smollm2.encode(text) == slow_smollm2.encode(text)
+
+
+@needs_smollm2
+def test_smollm2_hub_layout_gives_the_same_ids(smollm2_fields, smollm2, tmp_path):
+    """tokenizer.json + tokenizer_config.json, as the hub ships SmolLM2, written from the GGUF."""
+    f = smollm2_fields
+    tokens, types = f["tokenizer.ggml.tokens"], f["tokenizer.ggml.token_type"]
+    data = {
+        "added_tokens": [{"id": i, "content": t, "special": True} for i, t in enumerate(tokens) if types[i] == 3],
+        "normalizer": None,
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [{"type": "Digits", "individual_digits": True}, BYTE_LEVEL],
+        },
+        "model": {"type": "BPE", "vocab": {t: i for i, t in enumerate(tokens)}, "merges": f["tokenizer.ggml.merges"]},
+    }
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    config = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": f["tokenizer.chat_template"]}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    hub = load_tokenizer(tmp_path)
+    assert (hub.n_vocab, hub.bos_id, hub.eos_id, hub.pattern) == (49152, 1, 2, SMOLLM_PATTERN)
+    assert hub.chat_template == smollm2.chat_template and hub.special_tokens == smollm2.special_tokens
+    rows = json.loads((FIXTURES / "smollm2_tokenizer_reference.json").read_text(encoding="utf-8"))
+    for row in rows:
+        assert hub.encode(row["text"]) == row["ids"], row["text"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -12,7 +13,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, OptionList, Static
@@ -28,7 +29,7 @@ from fwdtui.chapters.base import (
     SessionChanged,
 )
 from fwdtui.errors import FwdtuiError
-from fwdtui.session import ModelStatus, Session
+from fwdtui.session import ModelStatus, Session, model_name
 
 # --------------------------------------------------------------------------------------------
 # Dialogs
@@ -135,8 +136,11 @@ class HelpScreen(ModalScreen[None]):
 
 
 def help_rows(screen: Any) -> list[tuple[str, str, str]]:
-    """(group, key, description) for every binding active on `screen`, chapter keys first."""
-    rows: list[tuple[str, str, str]] = []
+    """(group, keys, description) for every binding active on `screen`, chapter keys first.
+
+    Bindings of one action with different arguments (`head(1)`, `head(-1)`) share a row.
+    """
+    merged: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     seen: set[str] = set()
     for key, active in screen.active_bindings.items():
         binding = active.binding
@@ -144,6 +148,8 @@ def help_rows(screen: Any) -> list[tuple[str, str, str]]:
             continue
         seen.add(key)
         node = active.node
+        if binding.action.split("(", 1)[0] in _GENERIC_ACTIONS or isinstance(node, ScrollableContainer):
+            continue  # Textual's own focus, copy and scroll keys: not what a learner looks for
         if isinstance(node, App):
             group = "Everywhere"
         elif isinstance(node, Chapter) and binding.action in _FRAME_ACTIONS:
@@ -154,12 +160,18 @@ def help_rows(screen: Any) -> list[tuple[str, str, str]]:
             group = "The focused part"
         label = binding.key_display or screen.app.get_key_display(binding)
         what = binding.tooltip or binding.description
-        rows.append((group, label, what))
+        keys, whats = merged.setdefault((group, binding.action.split("(", 1)[0]), ([], []))
+        keys.append(label)
+        if what not in whats:
+            whats.append(what)
     order = {"This screen": 0, "The focused part": 1, "Every chapter": 2, "Everywhere": 3}
+    rows = [(group, " ".join(keys), " / ".join(whats)) for (group, _), (keys, whats) in merged.items()]
     rows.sort(key=lambda row: order.get(row[0], 9))
     return rows
 
 
+_GENERIC_ACTIONS = {"app.focus_next", "app.focus_previous", "focus_next", "focus_previous",
+                    "screen.copy_text", "copy_text", "app.copy_text"}
 _FRAME_ACTIONS = {action for b in Chapter.BINDINGS if isinstance(b, Binding) for action in [b.action]}
 
 # --------------------------------------------------------------------------------------------
@@ -176,14 +188,16 @@ def model_status_text(session: Session) -> Text:
         info = model.info
         cfg = model.config
         n_params = getattr(model, "n_params", 0)
+        kind = cfg.family if cfg.model_type == cfg.family else f"{cfg.family} family ({cfg.model_type})"
         text.append("Model ", style="bold")
         text.append(info.name, style="bold")
-        text.append(f"  {cfg.family} family ({cfg.model_type}) · {n_params / 1e6:.1f}M parameters")
-        text.append(f" · {cfg.n_layer} layers\n")
-        text.append(f"      from {info.source or '?'}", style="dim")
+        count = f"{n_params / 1e6:.1f}M" if n_params >= 1e6 else f"{n_params / 1e3:.1f}K"
+        text.append(f" · {kind} · {count} parameters · {cfg.n_layer} layers")
+        if info.load_seconds:
+            text.append(f" · loaded in {info.load_seconds:.1f} s")
+        text.append(f"\n      from {info.source or '?'}", style="dim")
         if info.path:
-            text.append(f" {info.path}", style="dim")
-        text.append(f" · loaded in {info.load_seconds:.1f} s", style="dim")
+            text.append(f": {_short_path(info.path)}", style="dim")
     elif status.state == "loading":
         text.append("Model ", style="bold")
         text.append(f"loading {status.name}… ")
@@ -202,6 +216,14 @@ def model_status_text(session: Session) -> Text:
         text.append("Chapters that need one say so.")
         text.append("\n      Press m to choose one, or run `fwdtui download gpt2`.", style="italic")
     return text
+
+
+def _short_path(path: str) -> str:
+    """A path relative to the working directory when it is inside it (shorter, and the same everywhere)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return path
 
 
 class IndexScreen(FwdScreen):
@@ -241,7 +263,7 @@ class IndexScreen(FwdScreen):
                 head.append("  (failed to load)", style="italic")
             options.append(Option(head, id=f"section:{section.id}", disabled=True))
             for entry in entries:
-                options.append(Option(self._entry_label(entry), id=entry.id, disabled=not entry.written))
+                options.append(Option(self._entry_label(entry), id=entry.id))
         return options
 
     @staticmethod
@@ -255,11 +277,12 @@ class IndexScreen(FwdScreen):
         return label
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # FwdScreen.on_mount runs too: Textual calls the handler of every class in the MRO
         self.refresh_status()
         chapters = self.query_one("#chapters", OptionList)
         chapters.focus()
-        first = next((i for i, o in enumerate(chapters.options) if not o.disabled), None)
+        written = {cls.ID for cls in written_chapters()}
+        first = next((i for i, o in enumerate(chapters.options) if o.id in written), None)
         if first is not None:
             chapters.highlighted = first
         self._update_toc()
@@ -274,6 +297,7 @@ class IndexScreen(FwdScreen):
         prompt.append(f"“{session.prompt}”")
         prompt.append("  p edits it", style="dim")
         self.query_one("#prompt-line", Static).update(prompt)
+        self._update_toc()  # the detail line says whether a model is still needed
 
     def on_model_status_changed(self, message: ModelStatusChanged) -> None:
         self.refresh_status()
@@ -308,8 +332,8 @@ class IndexScreen(FwdScreen):
                 detail.append(entry.summary)
                 if not entry.written:
                     detail.append("  (planned, not written yet)", style="italic")
-                elif entry.cls is not None and entry.cls.NEEDS_MODEL:
-                    detail.append("  needs a model", style="dim")
+                elif entry.cls is not None and entry.cls.NEEDS_MODEL and self.app.session.model is None:  # type: ignore[attr-defined]
+                    detail.append("  (needs a model)", style="dim")
         self.query_one("#index-detail", Static).update(detail)
 
     @on(OptionList.OptionHighlighted, "#chapters")
@@ -318,13 +342,17 @@ class IndexScreen(FwdScreen):
 
     @on(OptionList.OptionSelected, "#chapters")
     def _selected(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id:
-            self.app.open_chapter(event.option.id)  # type: ignore[attr-defined]
+        self.action_open()
 
     def action_open(self) -> None:
         chapter_id, _ = self._highlighted_entry()
-        if chapter_id:
-            self.app.open_chapter(chapter_id)  # type: ignore[attr-defined]
+        if not chapter_id:
+            return
+        entry = next((e for e in _all_entries_by_id() if e.id == chapter_id), None)
+        if entry is not None and not entry.written:
+            self.notify(f"“{entry.title}” is planned but not written yet.", timeout=3)
+            return
+        self.app.open_chapter(chapter_id)  # type: ignore[attr-defined]
 
     def action_cursor(self, delta: int) -> None:
         chapters = self.query_one("#chapters", OptionList)
@@ -333,16 +361,12 @@ class IndexScreen(FwdScreen):
     def action_section(self, number: int) -> None:
         chapters = self.query_one("#chapters", OptionList)
         section = SECTIONS[number - 1]
-        for i, option in enumerate(chapters.options):
-            if option.id and option.id.startswith(section.id + ".") and not option.disabled:
-                chapters.highlighted = i
-                return
-        # no written chapter: show the section header's first planned chapter anyway
-        for i, option in enumerate(chapters.options):
-            if option.id == f"section:{section.id}":
-                chapters.scroll_to(y=max(0, i - 1), animate=False)
-                self.notify(f"{section.title}: no chapter written yet.", timeout=3)
-                return
+        entries = [(i, o) for i, o in enumerate(chapters.options) if o.id and o.id.startswith(section.id + ".")]
+        written = {e.id for e in section_entries(section) if e.written}
+        # the first written chapter of the section, else its first planned one
+        target = next((i for i, o in entries if o.id in written), entries[0][0] if entries else None)
+        if target is not None:
+            chapters.highlighted = target
 
 
 def _all_entries_by_id() -> list[ChapterEntry]:
@@ -534,7 +558,12 @@ class FwdtuiApp(App[None]):
                     f"Loading the model failed: {type(error).__name__}: {error}",
                     "Press m to try another model; this is a bug in fwdtui if the files are fine.",
                 )
-            self.session.set_status(ModelStatus(state="error", name=self.model_spec or "", error=error))
+            if self.session.model is not None:
+                # the model already loaded stays in use; say why the new one did not load
+                self.session.set_status(ModelStatus(state="ready", name=model_name(self.session.model)))
+                self.notify(f"{error.message}\n{error.fix or ''}", severity="error", timeout=8)
+            else:
+                self.session.set_status(ModelStatus(state="error", name=self.model_spec or "", error=error))
             self._broadcast(ModelStatusChanged)
 
     def _broadcast(self, message_type: type[Message]) -> None:

@@ -12,6 +12,19 @@ from fwdtui.errors import FwdtuiError
 SUBCOMMANDS = ("models", "download", "tokenize", "generate", "step", "chapters", "bench", "screenshots")
 
 
+def _one_line(text: str) -> str:
+    """`text` with control characters escaped: a \\r or an escape sequence typed in an argument
+    must not move the cursor or recolour the terminal when an error message echoes it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is reported like every other error: what was wrong, then the fix."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {_one_line(message)}\n  fix: run `{self.prog} --help` to see what each argument takes.\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -52,11 +65,23 @@ def _top_p(text: str) -> float:
     return value
 
 
-def _progress_printer(stream=sys.stderr):
-    """A progress callback that redraws one line: stage, bytes done, percent."""
+def _progress_printer(stream=None):
+    """A progress callback that redraws one line: stage, bytes done, percent.
+
+    When the stream is not a terminal (a log file, a pipe) there is nothing to redraw: each new
+    stage is written once, on its own line, and the byte counts are left out.
+    """
+    stream = stream or sys.stderr
     state = {"last": "", "used": False}
+    interactive = bool(getattr(stream, "isatty", lambda: False)())
 
     def report(stage: str, done: int, total: int | None) -> None:
+        if not interactive:
+            if stage != state["last"]:
+                stream.write(stage + "\n")
+                stream.flush()
+                state["last"] = stage
+            return
         if total and total >= 1 << 16:  # byte counts
             line = f"\r{stage}: {done / 1e6:8.1f} / {total / 1e6:.1f} MB ({100 * done / total:5.1f}%)"
         elif total:  # item counts (tensors, files)
@@ -73,13 +98,34 @@ def _progress_printer(stream=sys.stderr):
     return report
 
 
+class _ProgressLine:
+    """A progress printer for a `with` block; on the way out, even by an error, its line is wiped
+    so that what follows (the result, or `error: ...`) starts at the left edge."""
+
+    def __init__(self, quiet: bool = False, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.report = None if quiet else _progress_printer(self.stream)
+
+    def __enter__(self):
+        return self.report
+
+    def __exit__(self, *exc: object) -> None:
+        if self.report is not None and self.report.used():
+            self.stream.write("\r" + " " * 79 + "\r")
+            self.stream.flush()
+
+
 def resolve_model(spec: str | None, fetch: bool = True, quiet: bool = False):
     """Load `spec`, or the default model: gpt2 if present, else smollm2-135m, else download one."""
+    with _ProgressLine(quiet) as progress:
+        return _resolve_model(spec, fetch, quiet, progress)
+
+
+def _resolve_model(spec: str | None, fetch: bool, quiet: bool, progress):
     from fwdtui import load_model
     from fwdtui.errors import DownloadError, ModelNotFoundError
     from fwdtui.loaders import registry
 
-    progress = None if quiet else _progress_printer()
     if spec:
         model = load_model(spec, progress=progress)
     else:
@@ -107,8 +153,6 @@ def resolve_model(spec: str | None, fetch: bool = True, quiet: bool = False):
                     "Check the network, or pass --model PATH to a model folder or .gguf file you already have.",
                 )
         model = load_model(name, progress=progress)
-    if progress is not None and progress.used():
-        sys.stderr.write("\r" + " " * 79 + "\r")
     return model
 
 
@@ -139,8 +183,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     from fwdtui.loaders.registry import get_spec
 
     get_spec(args.name)  # unknown names fail here, with the list of known ones
-    path = download(args.name, dest=args.dest, progress=_progress_printer())
-    print(f"\n{args.name} is ready at {path}")
+    with _ProgressLine() as progress:
+        path = download(args.name, dest=args.dest, progress=progress)
+    print(f"{args.name} is ready at {path}")
     return 0
 
 
@@ -181,17 +226,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     text = args.prompt
     if args.chat:
-        from fwdtui.tokenizers.chat import apply_chat_template
+        from fwdtui.prompt import clean_text
+        from fwdtui.tokenizers.chat import encode_chat
 
-        text = apply_chat_template(model.tokenizer, [{"role": "user", "content": args.prompt}])
-        ids = model.tokenizer.encode_with_special(text)
-        ids = ids[-max(1, model.config.n_ctx - args.max_new_tokens):]
+        if model.tokenizer is None:
+            raise FwdtuiError("This model has no tokenizer files.", "Add vocab.json + merges.txt or tokenizer.json to its folder.")
+        text, notices = clean_text(args.prompt)
+        for note in notices:
+            print(f"note: {note}", file=sys.stderr)
+        ids = encode_chat(model.tokenizer, [{"role": "user", "content": text}])
+        keep = max(1, model.config.n_ctx - min(args.max_new_tokens, model.config.n_ctx // 2))
+        if len(ids) > keep:
+            print(f"note: the chat had {len(ids)} tokens, more than the {keep} that fit; the first "
+                  f"{len(ids) - keep} were dropped.", file=sys.stderr)
+            ids = ids[-keep:]
     else:
         prepared = prepare_prompt(model, text, reserve=args.max_new_tokens)
         for note in prepared.notices:
             print(f"note: {note}", file=sys.stderr)
         ids = prepared.ids
-        sys.stdout.write(prepared.text)
+    room = model.config.n_ctx - len(ids)
+    if args.max_new_tokens > room:
+        print(f"note: only {room} new tokens fit in the {model.config.n_ctx}-token context after the prompt; "
+              f"generation stops there (asked for {args.max_new_tokens}).", file=sys.stderr)
+    if not args.chat:
+        sys.stdout.write(prepared.text)  # the notes above are on stderr: print them before the text starts
     stop = set()
     if model.tokenizer is not None and model.tokenizer.eos_id is not None:
         stop.add(model.tokenizer.eos_id)
@@ -202,6 +261,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                 top_p=args.top_p, seed=args.seed):
         if token in stop:
             break
+        if token >= model.tokenizer.n_vocab:
+            continue  # an embedding row with no token behind it (padded vocabularies): nothing to print
         pending.append(token)
         piece = model.tokenizer.decode(pending)
         if "\ufffd" not in piece[-1:]:  # wait until a multi-byte character is complete
@@ -257,7 +318,7 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fwdtui",
         description="See everything between a prompt and the next token, live on a real model. "
                     "Without a subcommand, opens the app (optionally at CHAPTER).",
@@ -305,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--compare", choices=["transformers"], default=None)
     p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="limit numpy's BLAS (and torch, with --compare) to N threads (needs threadpoolctl)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("screenshots", help="regenerate the SVG screenshots in screenshots/")
@@ -314,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_app_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fwdtui", description="Open the app (at CHAPTER if given).",
+    parser = _Parser(prog="fwdtui", description="Open the app (at CHAPTER if given).",
                                      epilog="Subcommands: " + ", ".join(SUBCOMMANDS) + " (fwdtui COMMAND --help)")
     parser.add_argument("chapter", nargs="?", default=None, help="a chapter id (see `fwdtui chapters`)")
     parser.add_argument("--model", "-m", default=None, help="model name or path (default: gpt2, else smollm2-135m)")
@@ -322,20 +385,55 @@ def build_app_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_model_spec(spec: str) -> None:
+    """Fail now, with the fix, when `spec` is neither a known model name nor an existing path."""
+    from fwdtui.errors import ModelNotFoundError
+    from fwdtui.loaders import registry, user_path
+
+    if spec in registry.MODELS or user_path(spec).exists():
+        return
+    raise ModelNotFoundError(
+        f"No model called {spec!r}, and no such file or folder.",
+        f"Use one of: {', '.join(registry.MODELS)}; or a path to a model folder or .gguf file.",
+    )
+
+
 def open_app(argv: Sequence[str]) -> int:
-    args = build_app_parser().parse_args(argv)
+    parser = build_app_parser()
+    args, extra = parser.parse_known_args(argv)
+    if any(word.startswith("-") for word in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.chapter is not None:
         from fwdtui.chapters import find_chapter
 
-        args.chapter = find_chapter(args.chapter).ID  # unknown or unwritten ids fail here, with the fix
+        try:
+            args.chapter = find_chapter(args.chapter).ID  # unknown or unwritten ids fail here, with the fix
+        except FwdtuiError as err:
+            # The word may have been meant as a command: name those too.
+            raise type(err)(err.message, f"{err.fix or ''} Commands: {', '.join(SUBCOMMANDS)}.".strip()) from None
+    if extra:  # after the chapter check: `fwdtui tokenise TEXT` is a misspelt command, not two stray words
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.model:
+        check_model_spec(args.model)
     from fwdtui.app import run_app
 
     run_app(chapter_id=args.chapter, model_spec=args.model, prompt=args.prompt)
     return 0
 
 
+def _printable_streams() -> None:
+    """Text that cannot be encoded (a lone surrogate from undecodable argv bytes, echoed in an error
+    or a path) is printed as a backslash escape instead of raising UnicodeEncodeError mid-message."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass  # not a TextIOWrapper (replaced by a test or a tool): leave it as it is
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _printable_streams()
     try:
         if argv and argv[0] in SUBCOMMANDS:
             args = build_parser().parse_args(argv)
@@ -351,15 +449,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return open_app(argv)
     except FwdtuiError as err:
-        print(f"error: {err.message}", file=sys.stderr)
+        print(f"error: {_one_line(err.message)}", file=sys.stderr)
         if err.fix:
-            print(f"  fix: {err.fix}", file=sys.stderr)
+            print(f"  fix: {_one_line(err.fix)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except MemoryError:
+        print("error: This machine ran out of memory for that.", file=sys.stderr)
+        print("  fix: Use a smaller model (gpt2 or smollm2-135m), a shorter prompt, or close other programs.",
+              file=sys.stderr)
+        return 2
+    except OSError as err:
+        # The disk or the system said no (a full disk, a folder we may not write, an I/O error) in a
+        # place that has no message of its own: say what the system said, not a traceback.
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {_one_line(str(err.strerror or err))}{_one_line(where)}.", file=sys.stderr)
+        print("  fix: Check the path, its permissions and the free space, then try again.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ def _vec(v: np.ndarray, n: int = 4) -> str:
 
 def piece(model: Model, token: int) -> str:
     """A token's text as it would print, with partial UTF-8 shown as byte escapes."""
-    raw = model.tokenizer.token_bytes(token) if model.tokenizer is not None else b"?"
+    if model.tokenizer is None or not 0 <= token < model.tokenizer.n_vocab:
+        return f"<id {token}>"
+    raw = model.tokenizer.token_bytes(token)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

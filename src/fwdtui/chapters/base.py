@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Iterable
 from rich.markdown import Markdown
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -293,6 +294,10 @@ class SmallTerminalNotice(Static):
             )
 
 
+class Explanation(VerticalScroll, can_focus=False):
+    """The chapter's text; never takes focus, so arrow keys stay with the chapter's playground."""
+
+
 class FwdScreen(Screen):
     """A screen that shows the small-terminal notice; the index and every chapter are one."""
 
@@ -334,7 +339,14 @@ class Chapter(FwdScreen):
                 tooltip="Next chapter"),
         Binding("c", "toggle_code", "Code", tooltip="Show or hide the source of this view"),
         Binding("ctrl+r", "retry", "Retry", show=False, tooltip="Compute this view again"),
+        Binding("shift+up", "scroll_text(-1)", "Text up", show=False, tooltip="Scroll the explanation up"),
+        Binding("shift+down", "scroll_text(1)", "Text down", show=False, tooltip="Scroll the explanation down"),
+        Binding("pageup", "code_page(-1)", "Code up", show=False, tooltip="Scroll the code panel up"),
+        Binding("pagedown", "code_page(1)", "Code down", show=False, tooltip="Scroll the code panel down"),
     ]
+    # nothing takes focus by itself, so the chapter's keys (arrows too) always reach the chapter;
+    # tab focuses the code panel when the user wants to scroll it with the arrows
+    AUTO_FOCUS = ""
 
     DEFAULT_CSS = """
     Chapter { layers: base notice; }
@@ -343,7 +355,7 @@ class Chapter(FwdScreen):
     Chapter #session-info { width: auto; max-width: 50%; height: 1; padding: 0 1; color: $text-muted; }
     Chapter #chapter-body { height: 1fr; }
     Chapter #chapter-main { width: 1fr; height: 1fr; }
-    Chapter #explanation { height: auto; max-height: 30%; padding: 0 1; border-bottom: solid $primary-darken-2; }
+    Chapter #explanation { height: auto; max-height: 35%; padding: 0 1; border-bottom: solid $primary-darken-2; }
     Chapter #chapter-message { height: auto; padding: 0 1; display: none; }
     Chapter #chapter-message.-error { display: block; background: $error 20%; color: $text; }
     Chapter #chapter-message.-info { display: block; background: $primary 15%; color: $text; }
@@ -359,6 +371,8 @@ class Chapter(FwdScreen):
         self._worker: Worker[Any] | None = None
         self._last_progress = 0.0
         self._drawn_version = -1
+        # extra workers started with run_in_thread: worker -> (session version, callback)
+        self._extra: dict[Worker[Any], tuple[int, Callable[[Any], None]]] = {}
 
     # --- what subclasses override ---------------------------------------------------------
     def compose_visual(self) -> ComposeResult:
@@ -396,6 +410,23 @@ class Chapter(FwdScreen):
             exclusive=True,
             exit_on_error=False,
         )
+
+    def run_in_thread(self, work: Callable[[], Any], on_done: Callable[[Any], None], group: str = "extra") -> None:
+        """Run `work()` in a thread worker and `on_done(result)` on the UI thread when it finishes.
+
+        For playground actions that need heavy work besides `compute` (one more decode step, a
+        different layer's statistics). A result that arrives after the prompt or model changed
+        is dropped; an error is shown in place. One worker per group: a new one cancels the old.
+        """
+        if not self.is_mounted:
+            return
+        worker = self.run_worker(work, name=f"{self.ID} {group}", group=f"{self.ID}:{group}",
+                                 thread=True, exclusive=True, exit_on_error=False)
+        self._extra[worker] = (self.session.version, on_done)
+
+    def is_busy(self, group: str = "extra") -> bool:
+        """True while a `run_in_thread` worker of this group is still running."""
+        return any(w.group == f"{self.ID}:{group}" and w.is_running for w in self._extra)
 
     def redraw(self) -> None:
         """Draw the last result again (after a view-only change such as another head)."""
@@ -444,11 +475,12 @@ class Chapter(FwdScreen):
         crumb.append(section.title if section else self.SECTION, style="bold")
         crumb.append(" › ")
         crumb.append(self.TITLE, style="bold")
-        crumb.append(f"  {n}/{len(chapters)}", style="dim")
+        crumb.append(f"  ({n} of {len(chapters)})", style="dim")
         if extra:
             crumb.append(f"  {extra}")
         self.query_one("#breadcrumb", Static).update(crumb)
-        self.query_one("#session-info", Static).update(_session_line(self.session))
+        room = self.size.width - crumb.cell_len - 4
+        self.query_one("#session-info", Static).update(_session_line(self.session, room))
 
     # --- the frame -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -459,7 +491,7 @@ class Chapter(FwdScreen):
             yield Static(id="session-info")
         with Horizontal(id="chapter-body"):
             with Vertical(id="chapter-main"):
-                with VerticalScroll(id="explanation"):
+                with Explanation(id="explanation"):
                     yield Static(Markdown(self.EXPLANATION), id="explanation-text")
                 yield Static(id="chapter-message")
                 with Vertical(id="visual"):
@@ -469,9 +501,12 @@ class Chapter(FwdScreen):
         yield from self.compose_notice()
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.update_breadcrumb()
         self.recompute()
+
+    def on_resize(self, event: Any) -> None:
+        # FwdScreen.on_resize runs too (Textual calls the handler of every class in the MRO)
+        self.update_breadcrumb()
 
     def on_screen_resume(self) -> None:
         # the prompt or model may have changed while another screen was on top
@@ -499,6 +534,9 @@ class Chapter(FwdScreen):
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker in self._extra:
+            self._extra_changed(event)
+            return
         if event.worker is not self._worker:
             return  # an older computation, or another worker of the chapter's own
         if event.state == WorkerState.SUCCESS:
@@ -511,6 +549,18 @@ class Chapter(FwdScreen):
             self._safe_draw(done.result)
         elif event.state == WorkerState.ERROR:
             self._show_error(event.worker.error)
+
+    def _extra_changed(self, event: Worker.StateChanged) -> None:
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        version, on_done = self._extra.pop(event.worker)
+        if event.state == WorkerState.ERROR:
+            self._show_error(event.worker.error)
+        elif event.state == WorkerState.SUCCESS and version == self.session.version:
+            try:
+                on_done(event.worker.result)
+            except Exception as err:
+                self._show_error(err)
 
     def _safe_draw(self, result: Any) -> None:
         try:
@@ -566,6 +616,17 @@ class Chapter(FwdScreen):
     def action_toggle_code(self) -> None:
         self.toggle_class("-show-code")
 
+    def action_scroll_text(self, direction: int) -> None:
+        self.query_one("#explanation", Explanation).scroll_relative(y=2 * direction, animate=False)
+
+    def action_code_page(self, direction: int) -> None:
+        from fwdtui.widgets.code_panel import CodePanel
+
+        if not self.has_class("-show-code"):
+            raise SkipAction()  # let a focused widget or the chapter use the key
+        panel = self.query_one(CodePanel)
+        (panel.scroll_page_down if direction > 0 else panel.scroll_page_up)(animate=False)
+
     def action_prev_chapter(self) -> None:
         self._step_chapter(-1)
 
@@ -584,13 +645,15 @@ class Chapter(FwdScreen):
         self.app.switch_screen(chapters[i](self.session))
 
 
-def _session_line(session: Session) -> Text:
-    """"prompt · model" for the top right of a chapter."""
-    prompt = session.prompt.replace("\n", "⏎")
-    if len(prompt) > 24:
-        prompt = prompt[:23] + "…"
+def _session_line(session: Session, room: int) -> Text:
+    """The model status, and the prompt too when there is room, for the top right of a chapter."""
+    status = session.status.describe()
     line = Text()
-    line.append(f"“{prompt}”")
-    line.append("  ")
-    line.append(session.status.describe(), style="italic")
+    prompt_room = room - len(status) - 4
+    if prompt_room >= 12:
+        prompt = session.prompt.replace("\n", "⏎")
+        if len(prompt) > prompt_room:
+            prompt = prompt[: prompt_room - 1] + "…"
+        line.append(f"“{prompt}”  ")
+    line.append(status if len(status) <= max(room, 8) else status[: max(room, 8) - 1] + "…", style="italic")
     return line

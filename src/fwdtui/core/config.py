@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,13 +63,17 @@ class ModelConfig:
         if not isinstance(raw, dict):
             raise ConfigError("config.json does not hold a JSON object.", "Re-download the model or fix the file.")
         model_type = str(raw.get("model_type") or "").lower()
-        archs = " ".join(raw.get("architectures") or [])
+        archs = raw.get("architectures") or []
+        # A broken config may hold anything here; only strings in a list (or one string) name architectures.
+        if isinstance(archs, str):
+            archs = [archs]
+        archs = " ".join(a for a in archs if isinstance(a, str)) if isinstance(archs, list) else ""
         if model_type in ("gpt2",) or (not model_type and "GPT2" in archs):
             return _gpt2_from_hf(raw)
         if model_type in LLAMA_TYPES or (not model_type and any(a in archs for a in ("Llama", "Qwen2", "Mistral"))):
             return _llama_from_hf(raw, model_type or "llama")
         raise ConfigError(
-            f"model_type {model_type or '(missing)'!r} is not supported.",
+            f"model_type {_short(model_type) if model_type else '(missing)'} is not supported.",
             "fwdtui runs GPT-2 (gpt2) and Llama-family (llama, qwen2, mistral) models.",
         )
 
@@ -85,19 +90,41 @@ def _int(raw: dict[str, Any], name: str, *keys: str, default: int | None = None)
     value = _get(raw, *keys, default=default)
     if value is None:
         raise ConfigError(f"config.json has no {keys[0]!r}.", "Use the config.json that came with the weights.")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise ConfigError(f"config.json: {keys[0]!r} is {value!r}, not a whole number.", "Fix or re-download config.json.")
+    # inf and nan (Python's json reads Infinity and NaN) are floats that int() cannot take: refuse them first.
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value)) or int(value) != value):
+        raise ConfigError(f"config.json: {keys[0]!r} is {_short(value)}, not a whole number.", "Fix or re-download config.json.")
     value = int(value)
     limit = _LIMITS.get(name, 1 << 30)
     if not 1 <= value <= limit:
-        raise ConfigError(f"config.json: {keys[0]!r} = {value} is out of range (1..{limit}).", "Fix or re-download config.json.")
+        raise ConfigError(f"config.json: {keys[0]!r} = {_short(value)} is out of range (1..{limit}).",
+                          "Fix or re-download config.json.")
     return value
+
+
+def _short(value: Any) -> str:
+    """A config value for a message: a 300-digit number or a huge list must not flood the terminal."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"{float(value):.3g}" if value.bit_length() < 1000 else "a number of hundreds of digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
+    """A true/false setting: JSON true/false (or 0/1); the string "false" must not count as true."""
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise ConfigError(f"config.json: {key!r} is {_short(value)}, not true or false.", "Fix or re-download config.json.")
 
 
 def _float(raw: dict[str, Any], *keys: str, default: float) -> float:
     value = _get(raw, *keys, default=default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < float(value) < 1e12):
-        raise ConfigError(f"config.json: {keys[0]!r} = {value!r} is not a positive number.", "Fix or re-download config.json.")
+    # compared as given: float() of a 400-digit integer would raise OverflowError
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < 1e12):
+        raise ConfigError(f"config.json: {keys[0]!r} = {_short(value)} is not a positive number.", "Fix or re-download config.json.")
     return float(value)
 
 
@@ -115,7 +142,7 @@ def _gpt2_from_hf(raw: dict[str, Any]) -> ModelConfig:
         raise ConfigError(f"config.json: n_embd {n_embd} is not divisible by n_head {n_head}.", "Fix or re-download config.json.")
     act = str(raw.get("activation_function", "gelu_new"))
     if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-        raise ConfigError(f"activation_function {act!r} is not supported.", "GPT-2 checkpoints use gelu_new (the tanh GELU).")
+        raise ConfigError(f"activation_function {_short(act)} is not supported.", "GPT-2 checkpoints use gelu_new (the tanh GELU).")
     return ModelConfig(
         family="gpt2",
         model_type="gpt2",
@@ -148,17 +175,34 @@ def _rope_theta(raw: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
             scaling = params
     if theta is None:
         theta = 10000.0
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or theta <= 0:
-        raise ConfigError(f"config.json: rope_theta = {theta!r} is not a positive number.", "Fix or re-download config.json.")
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 < theta < 1e12:
+        raise ConfigError(f"config.json: rope_theta = {_short(theta)} is not a positive number.", "Fix or re-download config.json.")
     if isinstance(scaling, dict):
         kind = scaling.get("rope_type", scaling.get("type", "default"))
         if kind == "default":
             scaling = None
         elif kind != "llama3":
-            raise ConfigError(f"rope scaling {kind!r} is not supported.", "fwdtui supports plain RoPE and Llama 3's scaling.")
+            raise ConfigError(f"rope scaling {_short(kind)} is not supported.", "fwdtui supports plain RoPE and Llama 3's scaling.")
+        else:
+            _check_llama3_scaling(scaling)
     else:
         scaling = None
     return float(theta), scaling
+
+
+def _check_llama3_scaling(scaling: dict[str, Any]) -> None:
+    """The numbers Llama 3's frequency blend divides by: present, finite, and low < high."""
+    values = {}
+    for key, default in (("factor", None), ("low_freq_factor", 1.0), ("high_freq_factor", 4.0),
+                         ("original_max_position_embeddings", 8192)):
+        value = scaling.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e12:
+            raise ConfigError(f"config.json: rope scaling {key!r} = {_short(value)} is not a positive number.",
+                              "Fix or re-download config.json.")
+        values[key] = value
+    if values["low_freq_factor"] >= values["high_freq_factor"]:
+        raise ConfigError("config.json: rope scaling low_freq_factor must be below high_freq_factor.",
+                          "Fix or re-download config.json.")
 
 
 def _llama_from_hf(raw: dict[str, Any], model_type: str) -> ModelConfig:
@@ -181,7 +225,7 @@ def _llama_from_hf(raw: dict[str, Any], model_type: str) -> ModelConfig:
         raise ConfigError(f"config.json: head_dim {head_dim} is odd; rotary embeddings need pairs.", "Fix config.json.")
     act = str(raw.get("hidden_act", "silu"))
     if act not in ("silu", "swish"):
-        raise ConfigError(f"hidden_act {act!r} is not supported.", "Llama-family models use silu (SwiGLU).")
+        raise ConfigError(f"hidden_act {_short(act)} is not supported.", "Llama-family models use silu (SwiGLU).")
     theta, scaling = _rope_theta(raw)
     is_qwen2 = model_type == "qwen2"
     window = raw.get("sliding_window")
@@ -201,10 +245,10 @@ def _llama_from_hf(raw: dict[str, Any], model_type: str) -> ModelConfig:
         norm_eps=_float(raw, "rms_norm_eps", default=1e-6),
         rope_theta=theta,
         rope_scaling=scaling,
-        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-        attn_bias=bool(raw.get("attention_bias", False)) or is_qwen2,
-        attn_out_bias=bool(raw.get("attention_bias", False)),
-        mlp_bias=bool(raw.get("mlp_bias", False)),
+        tie_word_embeddings=_flag(raw, "tie_word_embeddings", False),
+        attn_bias=_flag(raw, "attention_bias", False) or is_qwen2,
+        attn_out_bias=_flag(raw, "attention_bias", False),
+        mlp_bias=_flag(raw, "mlp_bias", False),
         sliding_window=int(window) if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None,
         bos_token_id=_token_id(raw, "bos_token_id"),
         eos_token_id=_token_id(raw, "eos_token_id"),

@@ -10,7 +10,8 @@ import numpy as np
 
 from fwdtui.core.config import ModelConfig
 from fwdtui.core.kv_cache import KVCache
-from fwdtui.core.ops import attention, causal_mask, gelu, layer_norm, linear
+from fwdtui.core.ops import causal_attention, gelu, layer_norm, linear
+from fwdtui.core.trace import Trace
 
 
 def embed(params: dict, ids: np.ndarray, positions: np.ndarray, tr) -> np.ndarray:
@@ -42,9 +43,9 @@ def mha(params: dict, p: str, x: np.ndarray, cfg: ModelConfig, positions: np.nda
     q, k, v = (split_heads(t, cfg.n_head) for t in (q, k, v))  # [n_head, n_seq, head_dim]
     if cache is not None:
         k, v = cache.append(layer, k, v)  # now [n_head, n_past + n_seq, head_dim]
-    k_positions = np.arange(k.shape[1])
-    mask = causal_mask(positions, k_positions, cfg.sliding_window, cfg.attention_sinks)  # [n_seq, n_k]
-    z, scores, pattern = attention(q, k, v, mask)  # z: [n_head, n_seq, head_dim]
+    # Causal: position i mixes keys 0..i only. The full scores and pattern are kept when a Trace records them.
+    z, scores, pattern = causal_attention(q, k, v, positions, cfg.sliding_window, cfg.attention_sinks,
+                                          keep=isinstance(tr, Trace))  # z: [n_head, n_seq, head_dim]
     out = linear(merge_heads(z), params[p + "attn.c_proj.weight"], params[p + "attn.c_proj.bias"])
     for name, value in (("q", q), ("k", k), ("v", v), ("scores", scores), ("pattern", pattern), ("z", z), ("out", out)):
         tr.record(f"blocks.{layer}.attn.{name}", value)

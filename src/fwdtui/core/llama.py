@@ -12,7 +12,8 @@ import numpy as np
 from fwdtui.core.config import ModelConfig
 from fwdtui.core.gpt2 import merge_heads, split_heads
 from fwdtui.core.kv_cache import KVCache
-from fwdtui.core.ops import attention, causal_mask, rms_norm, rope, silu
+from fwdtui.core.ops import causal_attention, rms_norm, rope, silu
+from fwdtui.core.trace import Trace
 
 
 def proj(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -33,9 +34,8 @@ def gqa(params: dict, p: str, x: np.ndarray, cfg: ModelConfig, positions: np.nda
     k_rot = rope(k, positions, inv_freq)
     if cache is not None:
         k_rot, v = cache.append(layer, k_rot, v)  # the cache keeps rotated keys: [n_kv, n_past + n_seq, head_dim]
-    k_positions = np.arange(k_rot.shape[1])
-    mask = causal_mask(positions, k_positions, cfg.sliding_window, cfg.attention_sinks)
-    z, scores, pattern = attention(q_rot, k_rot, v, mask)  # [n_head, n_seq, head_dim]
+    z, scores, pattern = causal_attention(q_rot, k_rot, v, positions, cfg.sliding_window, cfg.attention_sinks,
+                                          keep=isinstance(tr, Trace))  # z: [n_head, n_seq, head_dim]
     out = proj(merge_heads(z), params[p + "self_attn.o_proj.weight"], params.get(p + "self_attn.o_proj.bias"))
     # k is this call's keys before rotation; k_rot and v include the cached positions too.
     for name, value in (("k", k), ("q_rot", q_rot), ("k_rot", k_rot), ("v", v), ("scores", scores),

@@ -34,7 +34,9 @@ class Model:
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], tokenizer: Any = None,
                  info: ModelInfo | None = None) -> None:
         self.config = config
-        self.weights = weights
+        # Loaders may hand over np.memmap objects; a plain ndarray view of the same memory (no copy) skips
+        # the subclass's Python hook that every `w.T` and product would otherwise run, 100+ times a token.
+        self.weights = {name: w if type(w) is np.ndarray else np.asarray(w) for name, w in weights.items()}
         self.tokenizer = tokenizer
         self.info = info or ModelInfo(name="model")
         self._inv_freq = (
@@ -50,6 +52,11 @@ class Model:
         info = ModelInfo(name=name or self.info.name, source=self.info.source, path=self.info.path,
                          load_seconds=self.info.load_seconds, dtype=self.info.dtype)
         return Model(config or self.config, weights, self.tokenizer, info)
+
+    @property
+    def inv_freq(self) -> np.ndarray | None:
+        """Rotary frequencies [head_dim/2] of a Llama-family model (None for GPT-2's learned positions)."""
+        return self._inv_freq
 
     @property
     def n_params(self) -> int:
@@ -94,7 +101,7 @@ class Model:
         logits = logits.astype(np.float32, copy=False)
         if trace:
             tr.record("logits", logits)
-            tr.record("probs", softmax(logits.astype(np.float64)).astype(np.float32))
+            tr.record("probs", softmax(logits))  # float32 is plenty for probabilities shown to 3-4 digits
             return logits, tr
         return logits, None
 

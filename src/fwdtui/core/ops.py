@@ -7,9 +7,9 @@ import numpy as np
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(x) / sum(exp(x)), shifted by the max so large scores do not overflow; -inf becomes 0."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)  # in place: on long prompts every pass over the scores counts
+    return e
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -20,20 +20,26 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """GPT-2's LayerNorm: zero mean, unit variance per row, then scale g and shift b."""
-    mean = np.mean(x, axis=-1, keepdims=True)  # [n_seq, 1]
-    var = np.var(x, axis=-1, keepdims=True)  # [n_seq, 1]
-    return g * (x - mean) / np.sqrt(var + eps) + b  # [n_seq, n_embd]
+    n = x.shape[-1]
+    mean = x.sum(axis=-1, keepdims=True) / n  # [n_seq, 1]  (np.mean/np.var give the same numbers, slower)
+    centred = x - mean
+    var = (centred * centred).sum(axis=-1, keepdims=True) / n  # [n_seq, 1]
+    return g * centred / np.sqrt(var + eps) + b  # [n_seq, n_embd]
 
 
 def rms_norm(x: np.ndarray, g: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Llama's RMSNorm: divide by the root mean square (no centring, no bias), then scale g."""
-    ms = np.mean(x * x, axis=-1, keepdims=True)  # [n_seq, 1]
+    ms = (x * x).sum(axis=-1, keepdims=True) / x.shape[-1]  # [n_seq, 1]
     return g * (x / np.sqrt(ms + eps))  # [n_seq, n_embd]
+
+
+GELU_C = float(np.sqrt(2.0 / np.pi))  # a Python float: a numpy float64 scalar would turn float32 arrays into float64
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """The tanh approximation of GELU that GPT-2 was trained with ("gelu_new")."""
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    # x * x * x rather than x**3: numpy's float32 power is a slow general routine, 100x slower here.
+    return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + 0.044715 * x * x * x)))
 
 
 def silu(x: np.ndarray) -> np.ndarray:
@@ -75,12 +81,42 @@ def attention(
     n_kv_head, n_k, _ = k.shape
     group = n_head // n_kv_head
     qg = q.reshape(n_kv_head, group * n_q, head_dim)  # heads sharing a kv head side by side
-    scores = (qg @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(head_dim))  # [n_kv, group*n_q, n_k]
+    # Scaling q (n_q x head_dim numbers) gives the same scores as scaling them (n_q x n_k numbers).
+    scores = (qg / np.float32(np.sqrt(head_dim))) @ k.transpose(0, 2, 1)  # [n_kv, group*n_q, n_k]
     scores = scores.reshape(n_head, n_q, n_k)
-    scores = np.where(mask[None], np.float32(-np.inf), scores)  # causal: no peeking at later tokens
+    np.copyto(scores, np.float32(-np.inf), where=mask[None])  # causal: no peeking at later tokens
     pattern = softmax(scores, axis=-1)  # [n_head, n_q, n_k], each row sums to 1
     z = pattern.reshape(n_kv_head, group * n_q, n_k) @ v  # [n_kv, group*n_q, head_dim]
     return z.reshape(n_head, n_q, head_dim), scores, pattern
+
+
+ATTN_BLOCK = 128  # queries per block in causal_attention: big enough for BLAS, small enough to skip work
+
+
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray, window: int | None = None,
+                     sinks: int = 0, keep: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """`attention` for a causal model, a block of queries at a time; keys are at positions 0..n_k-1.
+
+    A query never sees a key after its own position, so a block of queries needs only the keys up to
+    its last one: a long prompt costs about half the products and exponentials of the full square.
+    Returns z [n_head, n_q, head_dim] and, with `keep` (for the Trace), the full scores and pattern
+    (-inf and 0 where hidden); without it, None and None.
+    """
+    n_head, n_q, head_dim = q.shape
+    n_k = k.shape[1]
+    z = np.empty((n_head, n_q, head_dim), dtype=q.dtype)
+    scores = np.full((n_head, n_q, n_k), -np.inf, dtype=q.dtype) if keep else None
+    pattern = np.zeros((n_head, n_q, n_k), dtype=q.dtype) if keep else None
+    k_positions = np.arange(n_k)
+    for start in range(0, n_q, ATTN_BLOCK):
+        rows = slice(start, start + ATTN_BLOCK)
+        seen = int(q_positions[rows][-1]) + 1  # later keys are hidden from every query of the block
+        mask = causal_mask(q_positions[rows], k_positions[:seen], window, sinks)  # [block, seen]
+        z[:, rows], block_scores, block_pattern = attention(q[:, rows], k[:, :seen], v[:, :seen], mask)
+        if keep:
+            scores[:, rows, :seen] = block_scores
+            pattern[:, rows, :seen] = block_pattern
+    return z, scores, pattern
 
 
 def rope_frequencies(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:

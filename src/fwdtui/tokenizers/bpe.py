@@ -77,7 +77,7 @@ class BPETokenizer:
     encoding: tiktoken.Encoding
     rank_to_id: np.ndarray  # [n_ranks] int64, -1 for a byte with no token of its own
     id_to_bytes: list[bytes]  # [n_vocab] the bytes each id stands for (b"" for unused ids)
-    merges: list[tuple[bytes, bytes]]  # in rank order: merge i makes rank 256 + i
+    merges: list[tuple[bytes, bytes]]  # the merge rules as bytes, in the order they were learned
     special_tokens: dict[str, int]
     pattern: str
     bos_id: int | None = None
@@ -86,6 +86,7 @@ class BPETokenizer:
     pre: str | None = None  # the split's name (llama.cpp's) when we know it
     warning: str | None = None  # set when we had to guess (an unknown split, ...)
     normalizer: str | None = None  # a Unicode normal form applied first ("NFC" for Qwen2)
+    add_bos: bool = False  # the model expects bos_id before a prompt (Llama 3 base); encode never adds it
     _compiled: regex.Pattern = field(init=False, repr=False)
     _merge_table: dict[tuple[int, int], tuple[int, int]] | None = field(
         init=False, repr=False, default=None
@@ -154,6 +155,7 @@ class BPETokenizer:
         return self.token_bytes(token_id).decode("utf-8", errors="replace")
 
     def is_special(self, token_id: int) -> bool:
+        """True for control tokens ("<|endoftext|>", "<|im_start|>"): never made by merges."""
         return token_id in self._special_ids
 
     # -- the exact slow path --------------------------------------------------------------------
@@ -167,20 +169,17 @@ class BPETokenizer:
         Hugging Face drops such a byte (there is no unknown token) and then merges its
         neighbours as if it were not there; tiktoken cannot skip a byte, so we do it here.
         """
-        if self._merge_table is None:
+        if self._merge_table is None:  # (id_a, id_b) -> (priority, id of a+b), built on first use
+            id_of = {data: i for i, data in enumerate(self.id_to_bytes) if data and i not in self._special_ids}
             self._merge_table = {}
             for priority, (a, b) in enumerate(self.merges):
-                key = (self._id_of_bytes(a), self._id_of_bytes(b))
-                self._merge_table.setdefault(key, (priority, self._id_of_bytes(a + b)))
+                key = (id_of[a], id_of[b])
+                self._merge_table.setdefault(key, (priority, id_of[a + b]))
         out: list[int] = []
         for piece in self.pre_tokenize(text):
             word = [int(self._byte_ids[b]) for b in piece.encode("utf-8")]
             out.extend(bpe_merge([i for i in word if i >= 0], self._merge_table))
         return out
-
-    def _id_of_bytes(self, data: bytes) -> int:
-        rank = self.encoding._encode_single_piece(data)
-        return int(self.rank_to_id[rank[0]]) if len(rank) == 1 else -1
 
 
 def bpe_merge(word: list[int], merge_table: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
@@ -223,6 +222,7 @@ def build_bpe_tokenizer(
     warning: str | None = None,
     n_vocab: int | None = None,
     normalizer: str | None = None,
+    add_bos: bool = False,
     source: str = "the tokenizer",
 ) -> BPETokenizer:
     """Build a tokenizer from a byte-level BPE vocabulary (strings in GPT-2's byte-to-unicode form).
@@ -232,7 +232,8 @@ def build_bpe_tokenizer(
     is kept as its literal text, never split into bytes.
 
     Worked example: vocab {bytes..., "ab": 300, "abc": 301}, merges [("a","b"), ("ab","c")]
-    gives "ab" rank 256 and "abc" rank 257, so "abc" encodes to [301].
+    gives "ab" rank 256 and "abc" rank 257; tiktoken turns "abc" into [257], and
+    rank_to_id[257] = 301 is what `encode` returns.
     """
     b2u = bytes_to_unicode()
     special_tokens = dict(special_tokens or {})
@@ -249,7 +250,7 @@ def build_bpe_tokenizer(
         rank_ids.append(token_id)
         if token_id < 0:
             missing_bytes.append(b)
-    seen = {data: rank for rank, data in enumerate(rank_bytes)}
+    seen = set(rank_bytes)
     merge_bytes: list[tuple[bytes, bytes]] = []
     for i, (a, b) in enumerate(merges):
         a_bytes, b_bytes = token_str_to_bytes(a), token_str_to_bytes(b)
@@ -263,10 +264,10 @@ def build_bpe_tokenizer(
         merge_bytes.append((a_bytes, b_bytes))
         if data in seen:  # two rules make the same token: the earlier one decides its priority
             continue
-        seen[data] = len(rank_bytes)
+        seen.add(data)
         rank_bytes.append(data)
         rank_ids.append(merged)
-    made_by_rank = {rank_ids[r] for r in range(len(rank_ids))}
+    made_by_rank = set(rank_ids)
 
     # everything else in the vocabulary is special: added or control tokens kept as literal text
     for token, token_id in vocab.items():
@@ -319,6 +320,7 @@ def build_bpe_tokenizer(
         pre=pre,
         warning=warning,
         normalizer=normalizer,
+        add_bos=add_bos,
     )
 
 
@@ -344,12 +346,18 @@ def from_gguf_metadata(
     eos_id: int | None,
     chat_template: str | None,
     name: str,
+    add_bos: bool = False,
 ) -> BPETokenizer:
     """Build the tokenizer of a GGUF file from its `tokenizer.ggml.*` values ("gpt2" model only).
 
     `tokens` are in GPT-2's byte-to-unicode form, `merges` are "a b" strings in rank order,
     token type 3 (control) and 4 (user-defined) are special tokens kept as literal text.
     """
+    if not merges:  # SentencePiece GGUFs ("llama" model: Llama 2, Mistral, Gemma) have no merges
+        raise WeightsError(
+            f"{name} has no BPE merge rules: its tokenizer is not byte-level BPE.",
+            "fwdtui reads byte-level BPE models (GPT-2, Llama 3, Qwen2, SmolLM2); use one of those.",
+        )
     pairs: list[tuple[str, str]] = []
     for i, rule in enumerate(merges):
         a, sep, b = rule.partition(" ")
@@ -388,4 +396,5 @@ def from_gguf_metadata(
         warning=warning,
         n_vocab=len(tokens),
         source=f"the GGUF file {name}",
+        add_bos=add_bos,
     )

@@ -36,12 +36,21 @@ def default_system_prompt(template: str | None) -> str | None:
     return match.group(1).replace("\\n", "\n") if match else None
 
 
-def apply_chat_template(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = True) -> str:
-    """The text the model was fine-tuned on for this conversation; encode it with `encode_with_special`.
+class Special(str):
+    """A special-token marker written by the template (never by the user's text)."""
 
-    >>> apply_chat_template(smollm2, [{"role": "user", "content": "Hi"}])
-    '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n'
-    """
+
+IM_START, IM_END = Special("<|im_start|>"), Special("<|im_end|>")
+BEGIN, START_HEADER, END_HEADER, EOT = (
+    Special("<|begin_of_text|>"),
+    Special("<|start_header_id|>"),
+    Special("<|end_header_id|>"),
+    Special("<|eot_id|>"),
+)
+
+
+def chat_parts(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = True) -> list[str]:
+    """The conversation as the template writes it: plain strings and `Special` markers, in order."""
     messages = _checked(messages)
     template = getattr(tokenizer, "chat_template", None)
     kind = chat_format(template)
@@ -52,9 +61,36 @@ def apply_chat_template(tokenizer: Any, messages: list[dict], add_generation_pro
     return _plain(messages, add_generation_prompt)
 
 
+def apply_chat_template(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """The text the model was fine-tuned on for this conversation (encode it with `encode_chat`).
+
+    SmolLM2, one user message "Hi" (its template adds a default system turn):
+        <|im_start|>system
+        You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+        <|im_start|>user
+        Hi<|im_end|>
+        <|im_start|>assistant
+    """
+    return "".join(chat_parts(tokenizer, messages, add_generation_prompt))
+
+
 def encode_chat(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
-    """`apply_chat_template`, then ids with the template's special tokens as single ids."""
-    return tokenizer.encode_with_special(apply_chat_template(tokenizer, messages, add_generation_prompt))
+    """The conversation's ids: the template's markers become their control ids, everything else is text.
+
+    Equal to `tokenizer.encode_with_special(apply_chat_template(...))`, except that a message that
+    itself contains "<|im_end|>" keeps it as plain text instead of closing its turn early.
+    """
+    ids: list[int] = []
+    text: list[str] = []
+    for part in chat_parts(tokenizer, messages, add_generation_prompt):
+        if isinstance(part, Special) and part in tokenizer.special_tokens:
+            ids.extend(tokenizer.encode("".join(text)))
+            text = []
+            ids.append(tokenizer.special_tokens[part])
+        else:
+            text.append(part)
+    ids.extend(tokenizer.encode("".join(text)))
+    return ids
 
 
 def _checked(messages: list[dict]) -> list[dict[str, str]]:
@@ -71,43 +107,43 @@ def _checked(messages: list[dict]) -> list[dict[str, str]]:
     return out
 
 
-def _chatml(messages: list[dict[str, str]], template: str, add_generation_prompt: bool) -> str:
-    parts = []
+def _chatml(messages: list[dict[str, str]], template: str, add_generation_prompt: bool) -> list[str]:
+    parts: list[str] = []
     system = default_system_prompt(template)
     if system is not None and (not messages or messages[0]["role"] != "system"):
-        parts.append(f"<|im_start|>system\n{system}<|im_end|>\n")
+        parts += [IM_START, f"system\n{system}", IM_END, "\n"]
     for m in messages:
-        parts.append(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n")
+        parts += [IM_START, f"{m['role']}\n", m["content"], IM_END, "\n"]
     if add_generation_prompt:
-        parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
+        parts += [IM_START, "assistant\n"]
+    return parts
 
 
-def _llama3(messages: list[dict[str, str]], template: str, add_generation_prompt: bool) -> str:
-    def turn(role: str, content: str) -> str:
-        return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"
+def _llama3(messages: list[dict[str, str]], template: str, add_generation_prompt: bool) -> list[str]:
+    def turn(role: str, content: str) -> list[str]:
+        return [START_HEADER, role, END_HEADER, "\n\n", content, EOT]
 
-    parts = ["<|begin_of_text|>" if "bos_token" in template or "<|begin_of_text|>" in template else ""]
+    parts: list[str] = [BEGIN] if "bos_token" in template or "<|begin_of_text|>" in template else []
     if "Cutting Knowledge Date" in template:  # 3.1 / 3.2: the system turn is always there
         system = ""
         if messages and messages[0]["role"] == "system":
             system, messages = messages[0]["content"].strip(), messages[1:]
-        parts.append(turn("system", _LLAMA3_DATE_LINES + system))
+        parts += turn("system", _LLAMA3_DATE_LINES + system)
     for m in messages:
-        parts.append(turn(m["role"], m["content"].strip()))
+        parts += turn(m["role"], m["content"].strip())
     if add_generation_prompt:
-        parts.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
-    return "".join(parts)
+        parts += [START_HEADER, "assistant", END_HEADER, "\n\n"]
+    return parts
 
 
-def _plain(messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+def _plain(messages: list[dict[str, str]], add_generation_prompt: bool) -> list[str]:
     """A base model has no template: a transcript it can continue, as seen in web text."""
-    lines = []
+    parts: list[str] = []
     for m in messages:
         if m["role"] == "system":
-            lines.append(f"{m['content']}\n\n")
+            parts.append(f"{m['content']}\n\n")
         else:
-            lines.append(f"{m['role'].capitalize()}: {m['content']}\n")
+            parts.append(f"{m['role'].capitalize()}: {m['content']}\n")
     if add_generation_prompt:
-        lines.append("Assistant:")
-    return "".join(lines)
+        parts.append("Assistant:")
+    return parts

@@ -76,7 +76,7 @@ def render_bars(
 class BarChart(Widget):
     """A list of bars; `update(bars)` redraws."""
 
-    DEFAULT_CSS = "BarChart { height: auto; }"
+    DEFAULT_CSS = "BarChart { height: auto; text-wrap: nowrap; text-overflow: clip; }"
 
     def __init__(self, bars: list[Bar] | None = None, title: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)

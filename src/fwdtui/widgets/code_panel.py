@@ -45,7 +45,7 @@ def code_renderable(functions: Iterable[Callable[..., Any]]) -> RenderableType:
                 theme=SYNTAX_THEME,
                 line_numbers=True,
                 start_line=first,
-                word_wrap=False,
+                word_wrap=True,  # wrapped rather than cut: no sideways scrolling needed
                 background_color="default",
             )
         )
@@ -60,7 +60,7 @@ class CodePanel(ScrollableContainer, can_focus=True):
 
     DEFAULT_CSS = """
     CodePanel { background: $surface; border-left: vkey $primary; }
-    CodePanel > Static { width: auto; }
+    CodePanel > Static { width: 100%; }
     """
 
     def __init__(self, functions: Iterable[Callable[..., Any]] = (), **kwargs: Any) -> None:

@@ -76,7 +76,8 @@ def render_heatmap(data: HeatmapData, width: int, height: int, cursor: tuple[int
 
     label_w = min(LABEL_WIDTH, max([len(s) for s in data.row_labels] + [len(str(n_rows - 1))]))
     prefix_w = label_w + 2  # label, a space, the row marker
-    footer = 2 + (cursor is not None)  # axis note, legend, selected value
+    # legend and axis note share a line when the width allows (about 70 columns)
+    footer = (1 if width >= 72 else 2) + (cursor is not None)
     header = (1 if data.title else 0) + 1  # title, column axis
     grid_w = max(4, width - prefix_w)
     grid_h = max(1, height - header - footer)
@@ -87,9 +88,10 @@ def render_heatmap(data: HeatmapData, width: int, height: int, cursor: tuple[int
         r0, r1 = 0, n_rows
         c0, c1 = 0, n_cols
     else:
-        cell_w = 1
+        # half-block cells: one column per value is square; few columns get two for readability
+        cell_w = 2 if n_cols * 2 <= grid_w and n_cols <= 40 else 1
         r0, r1 = _window(n_rows, grid_h * 2, max(r_cur, 0))
-        c0, c1 = _window(n_cols, grid_w, max(c_cur, 0))
+        c0, c1 = _window(n_cols, grid_w // cell_w, max(c_cur, 0))
 
     out = Text(no_wrap=True, overflow="crop")
     if data.title:
@@ -97,7 +99,7 @@ def render_heatmap(data: HeatmapData, width: int, height: int, cursor: tuple[int
         out.append("\n")
     # column axis: an index every few columns and a marker over the cursor column
     axis = [" "] * ((c1 - c0) * cell_w)
-    step = 5 if cell_w == 1 else (2 if cell_w == 2 else 1)
+    step = 5 if cell_w == 1 else (3 if cell_w == 2 else 2)
     for c in range(c0, c1):
         if (c - c0) % step == 0:
             for k, ch in enumerate(str(c)):
@@ -134,9 +136,9 @@ def render_heatmap(data: HeatmapData, width: int, height: int, cursor: tuple[int
                 top = MASKED if mask[r, c] else colours[r, c]
                 if r + 1 < r1:
                     bottom = MASKED if mask[r + 1, c] else colours[r + 1, c]
-                    out.append("▀", style=cell_style(top, bottom))
+                    out.append("▀" * cell_w, style=cell_style(top, bottom))
                 else:
-                    out.append("▀", style=cell_style(top))
+                    out.append("▀" * cell_w, style=cell_style(top))
             out.append("\n")
     note = Text(style=DIM)
     note.append(f"↓ {data.row_name} ({n_rows}) · → {data.col_name} ({n_cols})")
@@ -144,13 +146,19 @@ def render_heatmap(data: HeatmapData, width: int, height: int, cursor: tuple[int
         note.append(f" · showing {r0}-{r1 - 1} × {c0}-{c1 - 1}")
     if not wide:
         note.append(" · 2 rows per line")
-    out.append_text(note)
-    out.append("\n")
-    out.append_text(legend(vmin, vmax, data.palette, "{:.2f}"))
+    key = legend(vmin, vmax, data.palette, "{:.2f}")
     if mask.any():
-        out.append("  ")
-        out.append("·", style=cell_style(MASKED_FG, MASKED))
-        out.append(" masked: the future", style=DIM)
+        key.append("  ")
+        key.append("·", style=cell_style(MASKED_FG, MASKED))
+        key.append(" masked: the future", style=DIM)
+    if key.cell_len + 3 + note.cell_len <= width:
+        out.append_text(key)
+        out.append("   ")
+        out.append_text(note)
+    else:
+        out.append_text(note)
+        out.append("\n")
+        out.append_text(key)
     if cursor is not None and 0 <= r_cur < n_rows and 0 <= c_cur < n_cols:
         out.append("\n")
         out.append_text(describe_cell(data, r_cur, c_cur))
@@ -183,7 +191,7 @@ class Heatmap(Widget, can_focus=True):
         Binding("right", "move(0, 1)", "Right", show=False),
     ]
 
-    DEFAULT_CSS = "Heatmap { height: 1fr; min-height: 6; }"
+    DEFAULT_CSS = "Heatmap { height: 1fr; min-height: 6; text-wrap: nowrap; text-overflow: clip; }"
 
     cursor: reactive[tuple[int, int] | None] = reactive(None)
 

@@ -121,7 +121,7 @@ def render_diagram(state: DiagramState, width: int) -> Text:
 class LayerDiagram(Widget):
     """The model's path with the current stage lit; `update(state)` redraws."""
 
-    DEFAULT_CSS = "LayerDiagram { height: 3; }"
+    DEFAULT_CSS = "LayerDiagram { height: 3; text-wrap: nowrap; text-overflow: clip; }"
 
     def __init__(self, state: DiagramState | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

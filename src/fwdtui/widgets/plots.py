@@ -82,7 +82,7 @@ def line_plot(
 class LinePlot(Widget):
     """A line plot that grows as values are appended (loss per step, tokens per second)."""
 
-    DEFAULT_CSS = "LinePlot { height: 6; }"
+    DEFAULT_CSS = "LinePlot { height: 6; text-wrap: nowrap; text-overflow: clip; }"
 
     def __init__(self, label: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -104,7 +104,7 @@ class LinePlot(Widget):
 class Sparkline(Widget):
     """A one-line sparkline."""
 
-    DEFAULT_CSS = "Sparkline { height: 1; }"
+    DEFAULT_CSS = "Sparkline { height: 1; text-wrap: nowrap; text-overflow: clip; }"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -185,7 +185,7 @@ class TokenStrip(Widget, can_focus=True):
         Binding("x", "pin", "Pin token", show=False, tooltip="Pin the selected token (x again unpins)"),
     ]
 
-    DEFAULT_CSS = "TokenStrip { height: auto; min-height: 3; max-height: 12; }"
+    DEFAULT_CSS = "TokenStrip { height: auto; min-height: 3; max-height: 12; text-wrap: nowrap; text-overflow: clip; }"
 
     cursor: reactive[int] = reactive(0)
     pinned: reactive[int | None] = reactive(None)

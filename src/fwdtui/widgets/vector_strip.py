@@ -57,20 +57,26 @@ def render_vector(
         return Text("(empty vector)", style="italic")
     label_w = len(label) + 1 if label else 0
     n_chars = max(2, width - label_w)
-    shown = bin_extremes(v, n_chars * 2)
     m = scale if scale is not None else float(np.max(np.abs(v))) or 1.0
-    colours = colours_for(shown, -m, m, "diverging")
     if label:
         out.append(label + " ", style="bold")
-    for i in range(0, len(shown), 2):
-        left = colours[i]
-        right = colours[i + 1] if i + 1 < len(shown) else None
-        out.append("▌", style=cell_style(left, right))
+    if v.size <= n_chars:
+        # room for whole cells: one or two columns per dimension, easier to read than halves
+        per_dim = 2 if v.size * 2 <= n_chars else 1
+        for colour in colours_for(v, -m, m, "diverging"):
+            out.append("█" * per_dim, style=cell_style(colour))
+    else:
+        shown = bin_extremes(v, n_chars * 2)
+        colours = colours_for(shown, -m, m, "diverging")
+        for i in range(0, len(shown), 2):
+            right = colours[i + 1] if i + 1 < len(shown) else None
+            out.append("▌", style=cell_style(colours[i], right))
     if stats:
         s = vector_stats(v)
         out.append("\n")
         line = Text(" " * label_w, style=DIM)
         binned = f" ({v.size} dims in {n_chars} cells, largest magnitude per cell)" if v.size > n_chars * 2 else ""
+        binned = binned or (" (2 dims per cell)" if v.size > n_chars else "")
         line.append(f"‖x‖ {s.norm:.2f} · min {s.min:+.3f} @{s.argmin} · max {s.max:+.3f} @{s.argmax}{binned}")
         out.append_text(line)
     return out
@@ -79,7 +85,7 @@ def render_vector(
 class VectorStrip(Widget):
     """One vector as a strip of coloured cells (blue negative, orange positive)."""
 
-    DEFAULT_CSS = "VectorStrip { height: auto; }"
+    DEFAULT_CSS = "VectorStrip { height: auto; text-wrap: nowrap; text-overflow: clip; }"
 
     def __init__(self, vec: np.ndarray | None = None, label: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
