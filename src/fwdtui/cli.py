@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fwdtui.errors import FwdtuiError
 
@@ -25,44 +25,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {_one_line(message)}\n  fix: run `{self.prog} --help` to see what each argument takes.\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1 or value > 1_000_000:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (1 to 1000000)")
-    return value
+def _number(kind: Callable[[str], int | float], ok: Callable[[float], bool],
+            out_of_range: str) -> Callable[[str], int | float]:
+    """An argparse type: the text read as `kind` (int or float), kept when `ok(value)`; otherwise an
+    error naming the problem (`out_of_range` with the value put in for `{value}`)."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(out_of_range.format(value=value))
+        return value
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0 or value > 10_000_000:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (0 to 10000000)")
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (0 = greedy, up to 100)")
-    return value
-
-
-def _top_p(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} must be above 0 and at most 1")
-    return value
+_positive_int = _number(int, lambda v: 1 <= v <= 1_000_000, "{value} is out of range (1 to 1000000)")
+_nonneg_int = _number(int, lambda v: 0 <= v <= 10_000_000, "{value} is out of range (0 to 10000000)")
+_temperature = _number(float, lambda v: 0.0 <= v <= 100.0, "{value} is out of range (0 = greedy, up to 100)")
+_top_p = _number(float, lambda v: 0.0 < v <= 1.0, "{value} must be above 0 and at most 1")
 
 
 def _progress_printer(stream=None):

@@ -19,7 +19,7 @@ from fwdtui.chapters.transformer.journey import JourneyChapter
 from fwdtui.testing import random_model
 
 PROMPT = "the cat sat"
-SMALL_NOTICE = "needs a terminal of at least 80x24"
+SMALL_NOTICE = "needs at least 80x24"
 
 
 def screen_text(app) -> str:

@@ -327,8 +327,6 @@ def test_subprocess_offline_download(tmp_path: Path) -> None:
     assert not (tmp_path / "w" / "gpt2" / "model.safetensors").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="loaders/paths.py weights_dir: Path(FWDTUI_WEIGHTS).expanduser() raises "
-                   "RuntimeError for ~unknownuser, which reaches the terminal as a traceback - reported")
 @pytest.mark.parametrize("argv", [["models"], ["download", "gpt2"]])
 def test_weights_folder_under_an_unknown_user(capsys, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
     monkeypatch.setenv("FWDTUI_WEIGHTS", "~no-such-user-here/weights")

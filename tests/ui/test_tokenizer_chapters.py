@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-from ui_helpers import screen_text, settle
+import functools
 
-from fwdtui.app import FwdtuiApp
+import pytest
+from ui_helpers import assert_drawn, chapter_app, read_screen, screen_text, settle
+
 from fwdtui.testing import random_model
 from fwdtui.tokenizers import compare, openai_files
 
@@ -14,12 +15,8 @@ has_gpt2 = compare.gpt2_dir() is not None
 has_openai = all(openai_files.available().values())
 
 
-def _app(chapter: str, model=None, prompt: str | None = None) -> FwdtuiApp:
-    return FwdtuiApp(chapter_id=chapter, model=model, prompt=prompt, load=False)
-
-
-def _no_traceback(text: str) -> None:
-    assert "Traceback" not in text and "This view failed" not in text, text
+# These chapters need no model: by default none is loaded, and the app's own prompt is used.
+_app = functools.partial(chapter_app, family=None, prompt=None)
 
 
 # --------------------------------------------------------------------------- 1 BPE from raw bytes
@@ -29,9 +26,7 @@ def _no_traceback(text: str) -> None:
 async def test_bpe_merges_one_per_key(size) -> None:
     app = _app("tokenizer.bpe")
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "0 merges" in text and "vocab 256" in text
         assert "bytes/token" in text
         await pilot.press("space")
@@ -93,9 +88,7 @@ async def test_merge_rules_steps_gpt2_and_matches_tiktoken(size) -> None:
     # the random model's tokenizer is bytes only: the chapter falls back to GPT-2's files
     app = _app("tokenizer.merge-rules", model=random_model("gpt2"), prompt="Hello, world! Hello")
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "GPT-2's (50,000 rules)" in text
         assert "step 0/" in text and "raw bytes" in text
         await pilot.press("space")
@@ -120,9 +113,7 @@ async def test_merge_rules_with_our_own_tokenizer() -> None:
         await settle(pilot)
         app.screen.source = "ours"
         app.screen.recompute()
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "ours (500 rules on the sample)" in text
         await pilot.press("e")
         await settle(pilot)
@@ -140,9 +131,7 @@ async def test_merge_rules_with_our_own_tokenizer() -> None:
 async def test_bytes_views(size) -> None:
     app = _app("tokenizer.bytes", model=random_model("gpt2"))  # the default prompt is ASCII
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "demo text" in text
         # ï is two bytes, c3 af, and GPT-2 spells them Ã¯
         assert "c3 af" in text and "Ã¯" in text and "00EF" in text
@@ -181,9 +170,7 @@ async def test_bytes_on_the_users_prompt() -> None:
 async def test_vocab_size_chart_and_scripts(size) -> None:
     app = _app("tokenizer.vocab-size", model=random_model("gpt2"))
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "bytes per token on the sample text" in text
         assert "ours 256" in text and "1.00" in text  # bytes only: one byte per token
         study = app.screen.result
@@ -216,9 +203,7 @@ async def test_special_tokens_with_byte_model(size) -> None:
     # the random model's tokenizer: bytes plus <|endoftext|> = 256, no chat template
     app = _app("tokenizer.special-tokens", model=random_model("gpt2"), prompt="Hello")
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "1 special tokens · BOS none · EOS 256" in text
         assert "<|endoftext|>" in text
         await pilot.press("v")
@@ -293,9 +278,7 @@ async def test_compare_aligned_and_summary(size) -> None:
     prompt = "The naïve café 👍 camelCase 1234567"
     app = _app("tokenizer.compare", model=random_model("gpt2"), prompt=prompt)
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         cmp = app.screen.result
         labels = [r.label.split(" (")[0] for r in cmp.rows]
         # the random model's byte tokenizer is listed as "model: random-gpt2"; ours is trained now
@@ -364,11 +347,9 @@ def test_all_six_are_registered_in_course_order() -> None:
 async def test_each_opens_without_a_model_at_80x24(chapter) -> None:
     app = _app(chapter)  # no model, nothing loading
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        text = screen_text(app)
-        _no_traceback(text)
+        text = await read_screen(app, pilot)
         assert "needs a model" not in text
         assert app.screen.result is not None  # it computed something without a model
         await pilot.press("c")  # the code panel opens on the real source
         await settle(pilot)
-        _no_traceback(screen_text(app))
+        assert_drawn(screen_text(app))

@@ -288,10 +288,10 @@ class SmallTerminalNotice(Static):
         small = width < self.MIN_WIDTH or height < self.MIN_HEIGHT
         self.display = small
         if small:
-            self.update(
-                f"fwdtui needs a terminal of at least {self.MIN_WIDTH}x{self.MIN_HEIGHT}.\n"
-                f"This one is {width}x{height}: make the window larger (q quits)."
-            )
+            # Say the fix first: on a very small terminal only the first words may fit.
+            text = (f"Make the window larger: fwdtui needs at least {self.MIN_WIDTH}x{self.MIN_HEIGHT}, "
+                    f"this one is {width}x{height}. (q quits)")
+            self.update(text if width >= 40 else f"Enlarge: {self.MIN_WIDTH}x{self.MIN_HEIGHT} needed")
 
 
 class Explanation(VerticalScroll, can_focus=False):
@@ -464,8 +464,16 @@ class Chapter(FwdScreen):
         message.remove_class("-error", "-info")
         message.update("")
 
-    def update_breadcrumb(self, extra: str = "") -> None:
-        """The top line: section > chapter (n of N), plus chapter-specific text."""
+    _crumb_extra = ""
+
+    def update_breadcrumb(self, extra: str | None = None) -> None:
+        """The top line: section > chapter (n of N), plus chapter-specific text.
+
+        Without `extra` (the frame redrawing it, e.g. on a resize) the chapter's last text is kept.
+        """
+        if extra is None:
+            extra = self._crumb_extra
+        self._crumb_extra = extra
         if not self.is_mounted:
             return
         chapters = written_chapters()

@@ -39,10 +39,14 @@ def sampling_distribution(logits: np.ndarray, settings: SamplingSettings) -> np.
         probs = np.zeros_like(logits)
         probs[int(np.argmax(logits))] = 1.0  # greedy: all mass on the top token (first on ties)
         return probs
-    scaled = logits / settings.temperature  # <1 sharpens, >1 flattens
-    if (scaled == np.inf).any():  # a tiny temperature overflowed: the limit is greedy over the top ties
-        probs = (scaled == np.inf).astype(np.float64)
+    if (logits == np.inf).any():  # an infinite logit takes all the mass (shared among ties)
+        probs = (logits == np.inf).astype(np.float64)
         return probs / probs.sum()
+    # Shift by the max before dividing: softmax does not change, the top token sits at 0, and a tiny
+    # temperature sends the others to -inf instead of overflowing everything (the greedy limit).
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scaled = (logits - np.max(logits)) / settings.temperature  # <1 sharpens, >1 flattens
+    scaled = np.where(np.isnan(scaled), -np.inf, scaled)
     keep = np.ones(logits.shape, dtype=bool)
     if settings.top_k and settings.top_k < logits.size:
         kth = np.partition(scaled, -settings.top_k)[-settings.top_k]

@@ -295,6 +295,13 @@ def download(name: str, dest: Path | None = None, progress: ProgressCallback | N
     done = _complete_path(spec, dest)
     if done is not None:
         return done
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, no permission, read-only disk: say so before any network work
+        raise DownloadError(
+            f"Cannot create the download folder {dest}: {err.strerror or err}.",
+            "Pass --dest (or set FWDTUI_WEIGHTS) to a folder you can write to.",
+        ) from None
     failures: list[DownloadError] = []
     for source in spec.sources:
         try:

@@ -464,7 +464,7 @@ def read_cache(path: Path) -> tuple[dict, dict[str, np.ndarray], dict] | None:
                 return None
             weights[name] = buf[data_start + begin : data_start + end].view("<f4").reshape(shape)
         return json.loads(meta["config"]), weights, json.loads(meta["tokenizer"])
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error):
         return None  # a damaged cache is rebuilt from the GGUF
 
 

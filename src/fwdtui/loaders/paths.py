@@ -35,7 +35,13 @@ def _user_weights_dir() -> Path:
 def weights_dir(create: bool = True) -> Path:
     """The folder that holds one sub-folder per downloaded model (made on demand)."""
     env = os.environ.get("FWDTUI_WEIGHTS")
-    folder = Path(env).expanduser() if env else (_checkout_weights_dir() or _user_weights_dir())
+    try:
+        folder = Path(env).expanduser() if env else (_checkout_weights_dir() or _user_weights_dir())
+    except RuntimeError as err:  # "~someone" for a user this machine does not know, or no home folder
+        raise ConfigError(
+            f"Cannot work out the weights folder ({err}).",
+            "Set FWDTUI_WEIGHTS to a full path, e.g. FWDTUI_WEIGHTS=/home/me/fwdtui-weights.",
+        ) from None
     if create:
         try:
             folder.mkdir(parents=True, exist_ok=True)

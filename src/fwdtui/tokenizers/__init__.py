@@ -104,6 +104,11 @@ def _read_json(path: Path) -> Any:
             f"Tokenizer file {path} is not valid JSON ({err.msg} at line {err.lineno}).",
             "The file is damaged or truncated: delete it, then download the model again (fwdtui download NAME).",
         ) from None
+    except (ValueError, RecursionError):  # absurdly long numbers or absurdly deep nesting
+        raise WeightsError(
+            f"Tokenizer file {path} is not a tokenizer file (its JSON is nested or sized absurdly).",
+            "The file is damaged: delete it, then download the model again (fwdtui download NAME).",
+        ) from None
 
 
 def _read_tokenizer_config(folder: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import tiktoken
 
 from fwdtui.errors import WeightsError
 from fwdtui.tokenizers.gpt2 import GPT2_PATTERN, bytes_to_unicode, token_str_to_bytes
+from fwdtui.tokenizers.trainer import merge
 
 # Llama 3's split (also llama.cpp's "llama-bpe"): case-insensitive contractions, a word may take
 # one leading non-letter (so "$hello" or "\nhello" is one piece), numbers in groups of up to 3
@@ -194,17 +195,7 @@ def bpe_merge(word: list[int], merge_table: dict[tuple[int, int], tuple[int, int
             break
         rank, i = min(ranked)
         pair = (word[i], word[i + 1])
-        merged_id = merge_table[pair][1]
-        out: list[int] = []
-        j = 0
-        while j < len(word):  # every occurrence, left to right
-            if j + 1 < len(word) and (word[j], word[j + 1]) == pair:
-                out.append(merged_id)
-                j += 2
-            else:
-                out.append(word[j])
-                j += 1
-        word = out
+        word = merge(word, pair, merge_table[pair][1])  # every occurrence, left to right
     return word
 
 
@@ -236,9 +227,17 @@ def build_bpe_tokenizer(
     rank_to_id[257] = 301 is what `encode` returns.
     """
     b2u = bytes_to_unicode()
-    special_tokens = dict(special_tokens or {})
+    # An empty special token would match everywhere (tiktoken then never finishes): drop it.
+    special_tokens = {token: i for token, i in (special_tokens or {}).items() if token}
+    n_entries = len(vocab) + len(special_tokens)
     if n_vocab is None:
         n_vocab = 1 + max([*vocab.values(), *special_tokens.values()], default=-1)
+    # Ids index a table: one id far beyond the number of entries would allocate for all the ids between.
+    if n_vocab > 2 * n_entries + 1024 or min([*vocab.values(), *special_tokens.values()], default=0) < 0:
+        raise WeightsError(
+            f"{source} has {n_entries} tokens but ids up to {n_vocab - 1} (or below 0).",
+            "The tokenizer files are damaged; download the model again.",
+        )
 
     # rank -> (bytes, id), in rank order
     rank_bytes: list[bytes] = []
@@ -267,6 +266,11 @@ def build_bpe_tokenizer(
         seen.add(data)
         rank_bytes.append(data)
         rank_ids.append(merged)
+    if len(missing_bytes) == 256:  # not a byte-level vocabulary: no text could be encoded at all
+        raise WeightsError(
+            f"{source} has no token for {len(missing_bytes)} of the 256 byte values: it is not a byte-level BPE vocabulary.",
+            "fwdtui reads byte-level BPE tokenizers (GPT-2, Llama 3, Qwen2, SmolLM2); use one of those.",
+        )
     made_by_rank = set(rank_ids)
 
     # everything else in the vocabulary is special: added or control tokens kept as literal text
@@ -306,6 +310,11 @@ def build_bpe_tokenizer(
         warning = (
             f"{len(missing_bytes)} byte values have no token; like Hugging Face, we drop them."
         )
+    def in_vocab(token_id: object) -> int | None:
+        ok = isinstance(token_id, int) and not isinstance(token_id, bool) and 0 <= token_id < n_vocab
+        return token_id if ok else None  # a damaged file's bos/eos must never reach the model as an id
+
+    bos_id, eos_id = in_vocab(bos_id), in_vocab(eos_id)
     return BPETokenizer(
         name=name,
         encoding=encoding,

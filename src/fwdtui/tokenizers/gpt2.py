@@ -84,6 +84,11 @@ def read_vocab_json(path: Path) -> dict[str, int]:
             f"Tokenizer file {path} is not valid JSON ({err.msg} at line {err.lineno}).",
             "The file is damaged or truncated; delete it and download the model again.",
         ) from None
+    except (ValueError, RecursionError):  # absurdly long numbers or absurdly deep nesting
+        raise WeightsError(
+            f"Tokenizer file {path} is not a token -> id table (its JSON is nested or sized absurdly).",
+            "The file is damaged; delete it and download the model again.",
+        ) from None
     if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
         raise WeightsError(
             f"Tokenizer file {path} is not a token -> id table.",

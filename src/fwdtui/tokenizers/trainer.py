@@ -33,13 +33,10 @@ from pathlib import Path
 import regex
 
 from fwdtui.errors import ConfigError, PromptError, WeightsError
+from fwdtui.tokenizers.gpt2 import ENDOFTEXT, GPT2_PATTERN
 
-# GPT-2's split pattern (2019): the English contractions, then a run of letters, of digits or
-# of other symbols, each taking at most one leading space; whitespace runs give their last
-# space to the word that follows.
-GPT2_SPLIT_PATTERN = (
-    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-)
+# GPT-2's split pattern (2019) is the gpt2 module's; the trainer's name for it stays for its callers.
+GPT2_SPLIT_PATTERN = GPT2_PATTERN
 # GPT-4's (cl100k) split pattern: contractions in any case, a letter run may take one leading
 # non-letter (not only a space), digits go in groups of at most three, and line breaks stay
 # with the symbols before them.
@@ -48,7 +45,6 @@ GPT4_SPLIT_PATTERN = (
     r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 
-ENDOFTEXT = "<|endoftext|>"
 FORMAT_NAME = "fwdtui-bpe"
 FORMAT_VERSION = 1
 
@@ -157,11 +153,10 @@ class BPETrainer:
         self.freqs: list[int] = [int(n) for n in chunk_counts.values()]
         self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
         self.history: list[MergeStep] = []
-        self.pair_counts: dict[Pair, int] = {}
+        self.pair_counts: dict[Pair, int] = get_stats(self.words, self.freqs)
         self.where: dict[Pair, set[int]] = {}
-        for w_id, (word, freq) in enumerate(zip(self.words, self.freqs)):
+        for w_id, word in enumerate(self.words):
             for pair in zip(word, word[1:]):
-                self.pair_counts[pair] = self.pair_counts.get(pair, 0) + freq
                 self.where.setdefault(pair, set()).add(w_id)
         self._heap: list[tuple[int, int, int]] = [
             (-count, a, b) for (a, b), count in self.pair_counts.items()
@@ -279,15 +274,21 @@ def _check_vocab_size(vocab_size: int) -> int:
 
 
 def _run(
-    steps: Iterator[MergeStep],
-    n_merges: int,
+    steps_of: Callable[[Mapping[bytes, int]], Iterator[MergeStep]],
+    text: str,
+    vocab_size: int,
     pattern: str,
     special_tokens: Iterable[str] | Mapping[str, int] | None,
     progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
     name: str,
 ) -> TrainedTokenizer:
-    """Drive a step iterator up to n_merges, reporting progress, and wrap the result."""
+    """Count the chunks of `text`, drive `steps_of(chunk table)` up to vocab_size - 256 merges,
+    reporting progress, and wrap the result (both trainers below share everything but the steps)."""
+    n_merges = _check_vocab_size(vocab_size)
+    if special_tokens is not None and not isinstance(special_tokens, Mapping):
+        special_tokens = list(special_tokens)  # read twice below: no one-shot iterators
+    steps = steps_of(count_chunks(text, pattern, list(special_tokens or ())))
     history: list[MergeStep] = []
     while len(history) < n_merges:
         if should_stop is not None and should_stop():
@@ -328,13 +329,8 @@ def train(
     and, when true, ends training early with the merges learned so far. Training also ends
     early when every chunk has become a single token.
     """
-    n_merges = _check_vocab_size(vocab_size)
-    if special_tokens is not None and not isinstance(special_tokens, Mapping):
-        special_tokens = list(special_tokens)  # read twice below: no one-shot iterators
-    names = list(special_tokens or ())
-    trainer = BPETrainer.from_text(text, pattern, names)
-    return _run(trainer.steps(), n_merges, pattern, special_tokens, progress, should_stop,
-                name=f"bpe-{vocab_size} (trained)")
+    return _run(lambda chunks: BPETrainer(chunks).steps(), text, vocab_size, pattern, special_tokens,
+                progress, should_stop, name=f"bpe-{vocab_size} (trained)")
 
 
 def train_naive(
@@ -346,12 +342,7 @@ def train_naive(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainedTokenizer:
     """Same result as `train`, by the slow road: a full recount of pairs after every merge."""
-    n_merges = _check_vocab_size(vocab_size)
-    if special_tokens is not None and not isinstance(special_tokens, Mapping):
-        special_tokens = list(special_tokens)  # read twice below: no one-shot iterators
-    names = list(special_tokens or ())
-    steps = naive_steps(count_chunks(text, pattern, names))
-    return _run(steps, n_merges, pattern, special_tokens, progress, should_stop,
+    return _run(naive_steps, text, vocab_size, pattern, special_tokens, progress, should_stop,
                 name=f"bpe-{vocab_size} (trained, naive)")
 
 

@@ -64,22 +64,27 @@ def _main_position(stage: str) -> int:
     return MAIN_STAGES.index("blocks") if stage in BLOCK_STAGES else MAIN_STAGES.index(stage)
 
 
+def _append_path(out: Text, labels: list[str], current: int, sep: str) -> None:
+    """Stages joined by `sep`: those passed (and the joins up to `current`) in the flow colour, the
+    current one reversed, the rest dim."""
+    for i, label in enumerate(labels):
+        if i:
+            out.append(sep, style=cell_style(FLOW) if i <= current else DIM)
+        if i == current:
+            out.append(label, style=cell_style("#000000", ACCENT, bold=True))
+        elif i < current:
+            out.append(label, style=cell_style(FLOW))
+        else:
+            out.append(label, style=DIM)
+
+
 def render_diagram(state: DiagramState, width: int) -> Text:
     """The three lines of the diagram for `state`."""
     out = Text(no_wrap=True, overflow="crop")
     here = _main_position(state.stage)
     labels = main_labels(state.family)
     wide = sum(len(labels[k]) for k in MAIN_STAGES) + 3 * (len(MAIN_STAGES) - 1) <= width
-    sep = " ▸ " if wide else "▸"
-    for i, key in enumerate(MAIN_STAGES):
-        if i:
-            out.append(sep, style=cell_style(FLOW) if i <= here else DIM)
-        if i == here:
-            out.append(labels[key], style=cell_style("#000000", ACCENT, bold=True))
-        elif i < here:
-            out.append(labels[key], style=cell_style(FLOW))
-        else:
-            out.append(labels[key], style=DIM)
+    _append_path(out, [labels[key] for key in MAIN_STAGES], here, " ▸ " if wide else "▸")
     out.append("\n")
     # the stack of blocks: one cell per layer
     in_blocks = state.stage in BLOCK_STAGES
@@ -105,15 +110,7 @@ def render_diagram(state: DiagramState, width: int) -> Text:
     current = BLOCK_STAGES.index(state.stage) if in_blocks else (len(BLOCK_STAGES) if passed_all else -1)
     out.append("block  ", style=DIM)
     out.append("x ─ ", style=DIM)
-    for j, key in enumerate(BLOCK_STAGES):
-        if j:
-            out.append(" ─ ", style=cell_style(FLOW) if j <= current else DIM)
-        if j == current:
-            out.append(inner[key], style=cell_style("#000000", ACCENT, bold=True))
-        elif j < current:
-            out.append(inner[key], style=cell_style(FLOW))
-        else:
-            out.append(inner[key], style=DIM)
+    _append_path(out, [inner[key] for key in BLOCK_STAGES], current, " ─ ")
     out.append(" ─▸", style=DIM)
     return out
 

@@ -1,58 +1,15 @@
-"""What the attention chapters share: a text canvas that redraws at its own width, small pattern
-tiles, token labels, and the layer / head / token keys."""
+"""What the attention chapters share: small pattern tiles, token labels, and the layer / head / token keys."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from rich.text import Text
 from textual.binding import Binding
-from textual.widget import Widget
 
 from fwdtui.widgets.palette import ACCENT, DIM, MASKED, cell_style, colours_for
 from fwdtui.widgets.token_strip import pieces_for, short_label
-
-Builder = Callable[[int], Text]
-
-
-class Canvas(Widget):
-    """Rich text built for the widget's current width (so a resize redraws it to fit).
-
-    The chapters compose their pictures from the shared renderers (render_heatmap, render_bars,
-    render_vector, line_plot) and lay them out here; `show(builder)` swaps in a new picture.
-    """
-
-    DEFAULT_CSS = "Canvas { height: auto; text-wrap: nowrap; text-overflow: clip; }"
-
-    def __init__(self, builder: Builder | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.builder = builder
-
-    def show(self, builder: Builder) -> None:
-        self.builder = builder
-        self.refresh(layout=True)
-
-    def room(self) -> int:
-        """Lines the surrounding scroll area shows (to size a picture to the screen), at least 10."""
-        parent = self.parent
-        height = getattr(getattr(parent, "size", None), "height", 0) if parent is not None else 0
-        return max(10, int(height or 0))
-
-    def _build(self, width: int) -> Text:
-        if self.builder is None:
-            return Text("")
-        try:
-            return self.builder(max(20, width))
-        except Exception as err:  # a drawing slip shows as a line, never a traceback
-            return Text(f"(could not draw this part: {type(err).__name__}: {err})", style="italic")
-
-    def render(self) -> Text:
-        return self._build(self.size.width)
-
-    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
-        return max(1, len(self._build(width).plain.split("\n")))
-
 
 def token_labels(model: Any, ids: Sequence[int], width: int = 8) -> list[str]:
     """Short visible labels for token ids (spaces shown as ·, partial characters as byte escapes)."""
@@ -201,16 +158,7 @@ def with_hint(line: Text, width: int, hint: str = NAV_HINT) -> Text:
     return line
 
 
-def fmt_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 __all__ = [
-    "Canvas", "NAV_BINDINGS", "NAV_HINT", "NavMixin", "dim", "dim_para", "fmt_bytes", "mini_pattern", "para",
-    "tile_grid", "token_labels", "with_hint",
+    "NAV_BINDINGS", "NAV_HINT", "NavMixin", "dim", "dim_para", "mini_pattern", "para", "tile_grid", "token_labels",
+    "with_hint",
 ]

@@ -11,11 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
-from fwdtui.chapters.attention._common import Canvas, dim, dim_para, fmt_bytes
+from fwdtui.chapters.attention._common import dim, dim_para
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab, ops
+from fwdtui.core.quant import fmt_bytes
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, CHIP_BACKGROUNDS, CHIP_FG, cell_style
 
 

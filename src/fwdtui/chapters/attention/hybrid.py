@@ -10,10 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
-from fwdtui.chapters.attention._common import NAV_BINDINGS, Canvas, NavMixin, dim, dim_para, fmt_bytes, with_hint
+from fwdtui.chapters.attention._common import NAV_BINDINGS, NavMixin, dim, dim_para, with_hint
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab
+from fwdtui.core.quant import fmt_bytes
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, CHIP_FG, cell_style, xterm
 
 DECAYS = (1.0, 0.99, 0.9, 0.5)

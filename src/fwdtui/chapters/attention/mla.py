@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
-from fwdtui.chapters.attention._common import Canvas, dim, dim_para, para
+from fwdtui.chapters.attention._common import dim, dim_para, para
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT
 
 LATENTS = (4, 8, 16, 32, 64)

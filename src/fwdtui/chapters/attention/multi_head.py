@@ -13,7 +13,6 @@ from textual.containers import VerticalScroll
 
 from fwdtui.chapters.attention._common import (
     NAV_BINDINGS,
-    Canvas,
     NavMixin,
     dim,
     mini_pattern,
@@ -24,6 +23,7 @@ from fwdtui.chapters.attention._common import (
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT
 
 ROLE_WORDS = {

@@ -11,7 +11,6 @@ from textual.containers import VerticalScroll
 
 from fwdtui.chapters.attention._common import (
     NAV_BINDINGS,
-    Canvas,
     NavMixin,
     dim,
     dim_para,
@@ -22,6 +21,7 @@ from fwdtui.chapters.attention._common import (
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab, ops
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.heatmap import HeatmapData, render_heatmap
 from fwdtui.widgets.palette import ACCENT
 

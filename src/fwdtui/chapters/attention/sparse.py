@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 
-from fwdtui.chapters.attention._common import Canvas, dim, dim_para, token_labels
+from fwdtui.chapters.attention._common import dim, dim_para, token_labels
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab, ops
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM, MASKED_FG, SEQUENTIAL, cell_style
 
 PATTERNS = ("window", "window+sinks", "strided", "dilated", "block")

@@ -11,11 +11,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
-from fwdtui.chapters.attention._common import NAV_BINDINGS, Canvas, NavMixin, dim, token_labels, with_hint
+from fwdtui.chapters.attention._common import NAV_BINDINGS, NavMixin, dim, token_labels, with_hint
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab, ops
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT
 from fwdtui.widgets.plots import sparkline
 from fwdtui.widgets.vector_strip import render_vector

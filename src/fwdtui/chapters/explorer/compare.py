@@ -9,12 +9,11 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
+from fwdtui.chapters.explorer._common import SCROLL_BINDINGS, ScrollingPicture
 from fwdtui.chapters.explorer.diagram import (
     GROUP_ORDER,
-    Canvas,
     fmt_bytes,
     fmt_count,
     render_block_diagram,
@@ -54,8 +53,9 @@ def _wrap(text: str, width: int, indent: str = "", style: str = "") -> Text:
 
 
 @register
-class CompareChapter(Chapter):
+class CompareChapter(ScrollingPicture, Chapter):
     ID = "explorer.compare"
+    PICTURE = "explorer"  # #explorer-scroll holding #explorer-canvas
     SECTION = "explorer"
     TITLE = "Architectures compared"
     SUMMARY = "GPT-2, LLaMA 3, Mistral, Gemma 2, Phi-3 and Qwen 2.5: configs and parameter counts."
@@ -75,8 +75,7 @@ from GPT-2) · `t` more columns (shape, recipe, cost) · `r` which model uses wh
         Binding("r", "toggle_recipe", "Recipe", tooltip="Which model uses which ingredient of the modern recipe"),
         Binding("up", "select(-1)", "Prev model", show=False, priority=True, tooltip="Select the previous model"),
         Binding("down", "select(1)", "Next model", show=False, priority=True, tooltip="Select the next model"),
-        Binding("k", "scroll_visual(-1)", "Scroll up", show=False, tooltip="Scroll the picture up"),
-        Binding("j", "scroll_visual(1)", "Scroll down", show=False, tooltip="Scroll the picture down"),
+        *SCROLL_BINDINGS,
         Binding("home", "select_first", "GPT-2", show=False, tooltip="Back to GPT-2, the first row"),
     ]
 
@@ -92,8 +91,7 @@ from GPT-2) · `t` more columns (shape, recipe, cost) · `r` which model uses wh
 
     # --- frame hooks ---------------------------------------------------------------------------
     def compose_visual(self) -> ComposeResult:
-        with VerticalScroll(id="explorer-scroll", can_focus=False):  # keys stay with the chapter
-            yield Canvas(id="explorer-canvas")
+        yield from self.picture_area()
 
     def compute(self, snapshot: Snapshot) -> CompareResult:
         archs = list(ARCHITECTURES)
@@ -111,7 +109,7 @@ from GPT-2) · `t` more columns (shape, recipe, cost) · `r` which model uses wh
         arch = result.archs[self.selected]
         crumb = {"table": f"{arch.name}", "diagram": f"{arch.name} · diagram", "recipe": "the recipe"}[self.view]
         self.update_breadcrumb(crumb)
-        self.query_one("#explorer-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     # --- actions --------------------------------------------------------------------------------
     def action_select(self, delta: int) -> None:
@@ -140,15 +138,12 @@ from GPT-2) · `t` more columns (shape, recipe, cost) · `r` which model uses wh
             self._scroll_home()
         self.redraw()
 
-    def action_scroll_visual(self, direction: int) -> None:
-        self.query_one("#explorer-scroll", VerticalScroll).scroll_relative(y=3 * direction, animate=False)
-
     def _scroll_home(self) -> None:
-        self.query_one("#explorer-scroll", VerticalScroll).scroll_home(animate=False)
+        self.picture_scroll().scroll_home(animate=False)
 
     # --- pictures -------------------------------------------------------------------------------
     def _room(self) -> int:
-        scroll = self.query_one("#explorer-scroll", VerticalScroll)
+        scroll = self.picture_scroll()
         return max(6, scroll.size.height or 12)
 
     def _picture(self, result: CompareResult, width: int) -> Text:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from rich.text import Text
-from textual.widget import Widget
 
 from fwdtui.core.architectures import (
     RECIPE,
@@ -364,40 +363,3 @@ def render_recipe(archs: list[Architecture], width: int) -> Text:
     family_line = "one model per family: " + ", ".join(a.name for a in picked)
     out.append("\n".join(textwrap.wrap(family_line, max(20, width - 1))), style=DIM)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# a canvas that draws a picture at its own width
-# --------------------------------------------------------------------------------------------
-
-
-class Canvas(Widget):
-    """Rich text built for the widget's current width, so a resize redraws it to fit.
-
-    (The attention chapters keep a widget like this in their own package; a section must not import
-    another section's private module, so the explorer has its own.)
-    """
-
-    DEFAULT_CSS = "Canvas { height: auto; text-wrap: nowrap; text-overflow: clip; }"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.builder: Callable[[int], Text] | None = None
-
-    def show(self, builder: Callable[[int], Text]) -> None:
-        self.builder = builder
-        self.refresh(layout=True)
-
-    def _build(self, width: int) -> Text:
-        if self.builder is None:
-            return Text("")
-        try:
-            return self.builder(max(20, width))
-        except Exception as err:  # a drawing slip shows as a line, never a traceback
-            return Text(f"(could not draw this part: {type(err).__name__}: {err})", style="italic")
-
-    def render(self) -> Text:
-        return self._build(self.size.width)
-
-    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
-        return max(1, len(self._build(width).plain.split("\n")))

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.explorer.diagram import FLOW, Canvas, attention_short, fmt_count, render_block_diagram
+from fwdtui.chapters.explorer._common import SCROLL_BINDINGS, ScrollingPicture
+from fwdtui.chapters.explorer.diagram import FLOW, attention_short, fmt_count, render_block_diagram
 from fwdtui.core import architectures as arch_mod
 from fwdtui.core.architectures import (
     Architecture,
@@ -55,8 +55,9 @@ def _label(model: Model, token: int, width: int = 10) -> str:
 
 
 @register
-class LiveChapter(Chapter):
+class LiveChapter(ScrollingPicture, Chapter):
     ID = "explorer.live"
+    PICTURE = "live"  # #live-scroll holding #live-canvas
     SECTION = "explorer"
     TITLE = "Your models, live"
     SUMMARY = "The locally available models through the same diagram."
@@ -73,8 +74,7 @@ stream's), and the **logit lens**: the guess if the model stopped there. `↑↓
         Binding("down", "layer(1)", "Layer +", show=False, priority=True, tooltip="Select the next layer"),
         Binding("left", "token(-1)", "Token", key_display="←→", priority=True, tooltip="Select the previous token"),
         Binding("right", "token(1)", "Token +", show=False, priority=True, tooltip="Select the next token"),
-        Binding("k", "scroll_visual(-1)", "Scroll up", show=False, tooltip="Scroll the picture up"),
-        Binding("j", "scroll_visual(1)", "Scroll down", show=False, tooltip="Scroll the picture down"),
+        *SCROLL_BINDINGS,
         Binding("end", "last_token", "Last token", show=False, tooltip="Back to the last token of the prompt"),
     ]
 
@@ -91,8 +91,7 @@ stream's), and the **logit lens**: the guess if the model stopped there. `↑↓
 
     # --- frame hooks ---------------------------------------------------------------------------
     def compose_visual(self) -> ComposeResult:
-        with VerticalScroll(id="live-scroll", can_focus=False):  # keys stay with the chapter
-            yield Canvas(id="live-canvas")
+        yield from self.picture_area()
 
     def compute(self, snapshot: Snapshot) -> LiveResult:
         model = snapshot.require_model()
@@ -116,7 +115,7 @@ stream's), and the **logit lens**: the guess if the model stopped there. `↑↓
         self.layer_index = min(self.layer_index, result.model.config.n_layer - 1)
         flow = self._flows.get(self._position(len(result.pieces)), result.flow)
         self.update_breadcrumb(f"token #{flow.position} · layer {self.layer_index}")
-        self.query_one("#live-canvas", Canvas).show(lambda width: self._picture(result, flow, width))
+        self.picture_canvas().show(lambda width: self._picture(result, flow, width))
 
     # --- actions --------------------------------------------------------------------------------
     def _position(self, n_tok: int) -> int:
@@ -140,9 +139,6 @@ stream's), and the **logit lens**: the guess if the model stopped there. `↑↓
         self.token_index = -1
         self._show_position()
 
-    def action_scroll_visual(self, direction: int) -> None:
-        self.query_one("#live-scroll", VerticalScroll).scroll_relative(y=3 * direction, animate=False)
-
     def _show_position(self) -> None:
         result = self.result
         position = self._position(len(result.pieces))
@@ -161,7 +157,7 @@ stream's), and the **logit lens**: the guess if the model stopped there. `↑↓
 
     # --- pictures -------------------------------------------------------------------------------
     def _room(self) -> int:
-        return max(8, self.query_one("#live-scroll", VerticalScroll).size.height or 14)
+        return max(8, self.picture_scroll().size.height or 14)
 
     def _picture(self, r: LiveResult, flow: ResidualFlow, width: int) -> Text:
         model, arch = r.model, r.arch

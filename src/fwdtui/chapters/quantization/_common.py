@@ -1,19 +1,16 @@
-"""What the quantization chapters share: a text canvas drawn at its own width, wrapped notes, a
-small table renderer, the layer / matrix picker and the built-in calibration text."""
+"""What the quantization chapters share: wrapped notes, a small table renderer, the layer / matrix
+picker, the prompt's KL with one matrix replaced and the built-in calibration text."""
 
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from rich.text import Text
-from textual.widget import Widget
 
 from fwdtui.core import quant
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style
-
-Builder = Callable[[int], Text]
 
 # The matrices a chapter can pick, by family: (short label, name pattern with {L}).
 MATRICES = {
@@ -24,37 +21,6 @@ MATRICES = {
     "gpt2": (("c_attn", "h.{L}.attn.c_attn.weight"), ("attn.c_proj", "h.{L}.attn.c_proj.weight"),
              ("c_fc", "h.{L}.mlp.c_fc.weight"), ("mlp.c_proj", "h.{L}.mlp.c_proj.weight")),
 }
-
-
-class Canvas(Widget):
-    """Rich text rebuilt for the widget's current width, so a resize redraws the picture to fit.
-
-    (The attention chapters have a widget like this of their own; both belong in fwdtui.widgets.)
-    """
-
-    DEFAULT_CSS = "Canvas { height: auto; text-wrap: nowrap; text-overflow: clip; }"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.builder: Builder | None = None
-
-    def show(self, builder: Builder) -> None:
-        self.builder = builder
-        self.refresh(layout=True)
-
-    def _build(self, width: int) -> Text:
-        if self.builder is None:
-            return Text("")
-        try:
-            return self.builder(max(30, width))
-        except Exception as err:  # a drawing slip shows as a line, never a traceback
-            return Text(f"(could not draw this part: {type(err).__name__}: {err})", style="italic")
-
-    def render(self) -> Text:
-        return self._build(self.size.width)
-
-    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
-        return max(1, len(self._build(width).plain.split("\n")))
 
 
 def note(text: str, width: int, style: str = DIM) -> Text:
@@ -120,6 +86,50 @@ def matrix_name(config, layer_index: int, matrix_index: int) -> tuple[str, str]:
     return label, pattern.format(L=layer_index % config.n_layer)
 
 
+class MatrixPicker:
+    """The layer / matrix / bit-width choice of the chapters that quantize one real matrix (AWQ, GPTQ).
+
+    `layer_index` is None until the user picks a layer: the middle layer is shown. The `l`, `t`
+    and `n` keys call the actions below; each needs new numbers, so each recomputes.
+    """
+
+    layer_index: int | None = None
+    matrix_index: int = 0
+    bits: int = 4
+
+    def layer_of(self, config: Any) -> int:
+        """The chosen layer of a model with this config (the middle one until the user picks one)."""
+        return config.n_layer // 2 if self.layer_index is None else self.layer_index % config.n_layer
+
+    def picked_matrix(self, config: Any) -> tuple[str, str]:
+        """(short label, weight name) of the chosen matrix in the chosen layer."""
+        return matrix_name(config, self.layer_of(config), self.matrix_index)
+
+    def action_next_layer(self) -> None:
+        model = self.session.model  # type: ignore[attr-defined]
+        self.layer_index = (self.layer_of(model.config) if model is not None else 0) + 1
+        self.recompute()  # type: ignore[attr-defined]
+
+    def action_next_matrix(self) -> None:
+        model = self.session.model  # type: ignore[attr-defined]
+        n = len(matrix_choices(model.config)) if model is not None else 1
+        self.matrix_index = (self.matrix_index + 1) % n
+        self.recompute()  # type: ignore[attr-defined]
+
+    def action_toggle_bits(self) -> None:
+        self.bits = 3 if self.bits == 4 else 4
+        self.recompute()  # type: ignore[attr-defined]
+
+
+def prompt_kl(model: Any, ids: Sequence[int], ref_logits: np.ndarray, name: str,
+              w_out_in: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean next-token KL (nats) on the prompt with only matrix `name` replaced by `w_out_in`
+    ([n_out, n_in]), and the logits [n_seq, n_vocab] of that variant."""
+    replace = {name: quant.weight_from_out_in(model.config, name, w_out_in)}
+    logits = model.variant(replace_weights=replace).logits(ids)
+    return float(quant.compare_logits(ref_logits, logits)[0].mean()), logits
+
+
 def calibration_ids(model, n: int) -> list[int]:
     """`n` tokens of the built-in sample text (a page of plain English prose) for calibration."""
     from fwdtui.tokenizers.corpus import SAMPLE_TEXT
@@ -146,7 +156,3 @@ class TraceCache:
                 self._items.pop(next(iter(self._items)))
             self._items[key] = found
         return found[1]
-
-
-def bytes_str(n: float) -> str:
-    return quant.fmt_bytes(n)

@@ -13,10 +13,11 @@ from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.chapters.quantization._common import (
-    Canvas, TraceCache, calibration_ids, fmt_num, heading, matrix_choices, matrix_name, note, table,
+    MatrixPicker, TraceCache, calibration_ids, fmt_num, heading, note, prompt_kl, table,
 )
 from fwdtui.core import quant
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 from fwdtui.widgets.plots import sparkline
 
@@ -43,7 +44,7 @@ class AwqView:
 
 
 @register
-class AwqChapter(Chapter):
+class AwqChapter(MatrixPicker, Chapter):
     ID = "quantization.awq"
     SECTION = "quantization"
     TITLE = "AWQ"
@@ -67,20 +68,16 @@ prompt suffices. `l` layer, `t` matrix, `n` bits.
 
     def __init__(self, session=None) -> None:
         super().__init__(session)
-        self.layer_index: int | None = None
-        self.matrix_index = 0
-        self.bits = 4
         self.traces = TraceCache()
 
     def compose_visual(self) -> ComposeResult:
         with VerticalScroll():
-            yield Canvas(id="awq-canvas")
+            yield Canvas(id="awq-canvas", min_width=30)
 
     def compute(self, snapshot: Snapshot) -> AwqView:
         model = snapshot.require_model()
         cfg = model.config
-        layer = cfg.n_layer // 2 if self.layer_index is None else self.layer_index % cfg.n_layer
-        label, name = matrix_name(cfg, layer, self.matrix_index)
+        label, name = self.picked_matrix(cfg)
         w = quant.weight_out_in(cfg, name, model.weights[name])
         group = min(64, w.shape[1])
         snapshot.progress(0.0, "tracing the prompt")
@@ -92,13 +89,8 @@ prompt suffices. `l` layer, `t` matrix, `n` bits.
         rtn = quant.quantize_zeropoint(w, self.bits, "group", group).dequantize()
         snapshot.progress(0.8, "running the prompt with this matrix quantized")
         ref = model.logits(snapshot.ids)
-
-        def kl_with(replace: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
-            logits = model.variant(replace_weights=replace).logits(snapshot.ids)
-            return float(quant.compare_logits(ref, logits)[0].mean()), logits
-
-        kl_rtn, _ = kl_with({name: quant.weight_from_out_in(cfg, name, rtn)})
-        kl_awq, unfolded = kl_with({name: quant.weight_from_out_in(cfg, name, r.q_weight)})
+        kl_rtn, _ = prompt_kl(model, snapshot.ids, ref, name, rtn)
+        kl_awq, unfolded = prompt_kl(model, snapshot.ids, ref, name, r.q_weight)
         folded = quant.awq_fold(model, name, r.scales, self.bits, group)
         absorber, diff = None, float("nan")
         if folded is not None:
@@ -110,25 +102,6 @@ prompt suffices. `l` layer, `t` matrix, `n` bits.
                        kl_rtn, kl_awq, absorber, diff,
                        quant.weight_error(w[:, salient], rtn[:, salient])["rel"],
                        quant.weight_error(w[:, salient], r.q_weight[:, salient])["rel"])
-
-    def _layer(self) -> int:
-        model = self.session.model
-        n = model.config.n_layer if model is not None else 1
-        return n // 2 if self.layer_index is None else self.layer_index % n
-
-    def action_next_layer(self) -> None:
-        self.layer_index = self._layer() + 1
-        self.recompute()
-
-    def action_next_matrix(self) -> None:
-        model = self.session.model
-        n = len(matrix_choices(model.config)) if model is not None else 1
-        self.matrix_index = (self.matrix_index + 1) % n
-        self.recompute()
-
-    def action_toggle_bits(self) -> None:
-        self.bits = 3 if self.bits == 4 else 4
-        self.recompute()
 
     def draw(self, view: AwqView) -> None:
         self.update_breadcrumb(f"{view.label} · INT{view.bits} g{view.group_size} · α={view.result.alpha:.2f}")

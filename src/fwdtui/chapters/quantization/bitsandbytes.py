@@ -12,9 +12,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.quantization._common import Canvas, TraceCache, fmt_num, heading, note, table
+from fwdtui.chapters.quantization._common import TraceCache, fmt_num, heading, note, table
 from fwdtui.core import quant
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style
 
 # the three inputs a block's linear layers read: (label, trace name, the first weight that reads it)
@@ -85,7 +86,7 @@ levels sit where the weights are. `l` layer, `i` which input, `+/-` the threshol
 
     def compose_visual(self) -> ComposeResult:
         with VerticalScroll():
-            yield Canvas(id="bnb-canvas")
+            yield Canvas(id="bnb-canvas", min_width=30)
 
     def compute(self, snapshot: Snapshot) -> BnbView:
         model = snapshot.require_model()

@@ -13,9 +13,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.quantization._common import Canvas, bytes_str, fmt_num, hbar, note
+from fwdtui.chapters.quantization._common import fmt_num, hbar, note
 from fwdtui.core import quant
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL
 from fwdtui.widgets.plots import sparkline
 
@@ -85,7 +86,7 @@ perplexity. Rows fill in one scheme at a time. `↑/↓` pick a row, `s` which w
 
     def compose_visual(self) -> ComposeResult:
         with VerticalScroll():
-            yield Canvas(id="damage-canvas")
+            yield Canvas(id="damage-canvas", min_width=30)
 
     def compute(self, snapshot: Snapshot) -> Setup:
         model = snapshot.require_model()
@@ -145,7 +146,7 @@ perplexity. Rows fill in one scheme at a time. `↑/↓` pick a row, `s` which w
         out = Text(no_wrap=True, overflow="crop")
         fp32 = s.n_weights * 4
         out.append_text(note(f"{s.scope}: {len(s.names)} of {s.n_linear_total} matrices, {_count(s.n_weights)} "
-                             f"weights ({bytes_str(fp32)} in FP32); prompt of {len(s.ids)} tokens", width, style="bold"))
+                             f"weights ({quant.fmt_bytes(fp32)} in FP32); prompt of {len(s.ids)} tokens", width, style="bold"))
         out.append_text(self._table(s, width))
         row = self.rows.get(self.schemes()[self.selected].name)
         if row is not None and row.damage is not None:
@@ -179,7 +180,7 @@ perplexity. Rows fill in one scheme at a time. `↑/↓` pick a row, `s` which w
             d = row.damage
             kl = float(d.kl.mean())
             ppl = f"{d.ppl:.2f}" if np.isfinite(d.ppl) and d.ppl < 1e5 else ("huge" if np.isfinite(d.ppl) else "-")
-            out.append(f"{mark}{scheme.name:<13}{d.bits_per_weight:>7.2f}{bytes_str(d.weight_bytes):>10}"
+            out.append(f"{mark}{scheme.name:<13}{d.bits_per_weight:>7.2f}{quant.fmt_bytes(d.weight_bytes):>10}"
                        f"{fmt_num(kl):>9}{d.top1_agree:>6.0%}{ppl:>12}{d.rel_error:>7.1%}", style=style)
             if bar_w >= 9:
                 frac_top = np.log10(top / KL_FLOOR)

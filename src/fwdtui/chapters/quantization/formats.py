@@ -11,9 +11,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.quantization._common import Canvas, fmt_num, heading, matrix_choices, matrix_name, note, table
+from fwdtui.chapters.quantization._common import fmt_num, heading, matrix_choices, matrix_name, note, table
 from fwdtui.core import quant
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM, xterm, cell_style
 
 SIGN_BG, EXP_BG, MAN_BG = xterm(89), xterm(24), xterm(29)
@@ -61,7 +62,7 @@ placed at quantiles of a normal distribution, where weights really are dense.
 
     def compose_visual(self) -> ComposeResult:
         with VerticalScroll():
-            yield Canvas(id="formats-canvas")
+            yield Canvas(id="formats-canvas", min_width=30)
 
     def compute(self, snapshot: Snapshot) -> RowResult:
         model = snapshot.model

@@ -14,10 +14,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.quantization._common import Canvas, bytes_str, fmt_num, heading, note, table
+from fwdtui.chapters.quantization._common import fmt_num, heading, note, table
 from fwdtui.core import quant
 from fwdtui.loaders import dequant
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, CHIP_BACKGROUNDS, CHIP_FG, DIM, cell_style
 
 T = dequant.GGMLQuantizationType
@@ -98,7 +99,7 @@ dequantizers. `f` another format, `b` the next block, `t` another tensor.
 
     def compose_visual(self) -> ComposeResult:
         with VerticalScroll():
-            yield Canvas(id="gguf-canvas")
+            yield Canvas(id="gguf-canvas", min_width=30)
 
     def compute(self, snapshot: Snapshot) -> GgufResult:
         from fwdtui.chapters.quantization._common import matrix_name
@@ -220,7 +221,7 @@ dequantizers. `f` another format, `b` the next block, `t` another tensor.
             return note("This model was not loaded from a GGUF file; load SmolLM2 (m) to see the tensor types "
                         "of a real one.", width)
         out = heading(f"The file this model came from: {Path(r.file.path).name}")
-        rows = [[kind, str(n), bytes_str(b)] for kind, n, b in r.file.counts]
+        rows = [[kind, str(n), quant.fmt_bytes(b)] for kind, n, b in r.file.counts]
         out.append_text(table(["type", "tensors", "bytes"], rows, width, right=[False, True, True]))
         ex = [f"{name} {kind}" for name, kind, _ in r.file.examples[:6]]
         out.append_text(note("e.g. " + ", ".join(ex), width))

@@ -13,10 +13,11 @@ from textual.containers import VerticalScroll
 
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.chapters.quantization._common import (
-    Canvas, TraceCache, calibration_ids, fmt_num, heading, matrix_choices, matrix_name, note, table,
+    MatrixPicker, TraceCache, calibration_ids, fmt_num, heading, note, prompt_kl, table,
 )
 from fwdtui.core import quant
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 from fwdtui.widgets.plots import sparkline
 
@@ -41,7 +42,7 @@ class GptqView:
 
 
 @register
-class GptqChapter(Chapter):
+class GptqChapter(MatrixPicker, Chapter):
     ID = "quantization.gptq"
     SECTION = "quantization"
     TITLE = "GPTQ"
@@ -69,22 +70,18 @@ through columns, `l` layer, `t` matrix, `k` calibration set, `n` bits.
 
     def __init__(self, session=None) -> None:
         super().__init__(session)
-        self.layer_index: int | None = None  # the middle layer until the user picks one
-        self.matrix_index = 0
         self.calibration_mode = 0
-        self.bits = 4
         self.step_index = 0
         self.traces = TraceCache()
 
     def compose_visual(self) -> ComposeResult:
         with VerticalScroll():
-            yield Canvas(id="gptq-canvas")
+            yield Canvas(id="gptq-canvas", min_width=30)
 
     def compute(self, snapshot: Snapshot) -> GptqView:
         model = snapshot.require_model()
         cfg = model.config
-        layer = cfg.n_layer // 2 if self.layer_index is None else self.layer_index % cfg.n_layer
-        label, name = matrix_name(cfg, layer, self.matrix_index)
+        label, name = self.picked_matrix(cfg)
         w = quant.weight_out_in(cfg, name, model.weights[name])
         snapshot.progress(0.0, "tracing the prompt")
         x_prompt = quant.layer_input(self.traces.trace(model, snapshot.ids), cfg, name)
@@ -104,36 +101,15 @@ through columns, `l` layer, `t` matrix, `k` calibration set, `n` bits.
                                      cancelled=snapshot.cancelled)
         snapshot.progress(0.8, "running the prompt with this matrix quantized")
         ref = model.logits(snapshot.ids)
-        kls = []
-        for w_hat in (result.rtn_weight, result.q_weight):
-            variant = model.variant(replace_weights={name: quant.weight_from_out_in(cfg, name, w_hat)})
-            kls.append(float(quant.compare_logits(ref, variant.logits(snapshot.ids))[0].mean()))
+        kl_rtn, _ = prompt_kl(model, snapshot.ids, ref, name, result.rtn_weight)
+        kl_gptq, _ = prompt_kl(model, snapshot.ids, ref, name, result.q_weight)
         return GptqView(name, label, tuple(w.shape), self.bits, group, len(x_cal), calibration, result,
                         quant.output_error(x_held, w, result.rtn_weight), quant.output_error(x_held, w, result.q_weight),
-                        kls[0], kls[1])
+                        kl_rtn, kl_gptq)
 
-    # --- keys ------------------------------------------------------------------------------------
-    def _layer(self) -> int:
-        model = self.session.model
-        n = model.config.n_layer if model is not None else 1
-        return n // 2 if self.layer_index is None else self.layer_index % n
-
-    def action_next_layer(self) -> None:
-        self.layer_index = self._layer() + 1
-        self.recompute()
-
-    def action_next_matrix(self) -> None:
-        model = self.session.model
-        n = len(matrix_choices(model.config)) if model is not None else 1
-        self.matrix_index = (self.matrix_index + 1) % n
-        self.recompute()
-
+    # --- keys (layer, matrix and bits: MatrixPicker) ----------------------------------------------
     def action_toggle_calibration(self) -> None:
         self.calibration_mode = 1 - self.calibration_mode
-        self.recompute()
-
-    def action_toggle_bits(self) -> None:
-        self.bits = 3 if self.bits == 4 else 4
         self.recompute()
 
     def action_step(self, step: int) -> None:

@@ -7,7 +7,7 @@ from typing import ClassVar
 from rich.text import Text
 
 from fwdtui.chapters.base import register
-from fwdtui.chapters.quantization._common import bytes_str, fmt_num, heading, note, table
+from fwdtui.chapters.quantization._common import fmt_num, heading, note, table
 from fwdtui.chapters.quantization.damage import DamageChapter, Setup
 from fwdtui.core import quant
 
@@ -41,7 +41,7 @@ model at each width, measured on your prompt, then the weights of published mode
         rest = n_params - s.n_weights  # embeddings, norms and any matrix outside the scope: kept in 16 bits
         out.append_text(note(f"This model: {n_params / 1e6:.1f}M weights, {s.n_weights / 1e6:.1f}M of them quantized "
                              f"({s.scope}), the rest kept in 16 bits:", width, style="bold"))
-        rows, sel = [["FP32 (original)", "32", bytes_str(n_params * 4), "0", "100%", f"{BANDWIDTH / (n_params * 4):.0f}"]], None
+        rows, sel = [["FP32 (original)", "32", quant.fmt_bytes(n_params * 4), "0", "100%", f"{BANDWIDTH / (n_params * 4):.0f}"]], None
         for i, scheme in enumerate(self.schemes()):
             row = self.rows.get(scheme.name)
             if row is None or row.damage is None:
@@ -50,7 +50,7 @@ model at each width, measured on your prompt, then the weights of published mode
                 continue
             d = row.damage
             size = d.weight_bytes + rest * 2
-            rows.append([scheme.name, f"{d.bits_per_weight:.2f}", bytes_str(size), fmt_num(float(d.kl.mean())),
+            rows.append([scheme.name, f"{d.bits_per_weight:.2f}", quant.fmt_bytes(size), fmt_num(float(d.kl.mean())),
                          f"{d.top1_agree:.0%}", f"{BANDWIDTH / size:.0f}"])
             if i == self.selected:
                 sel = len(rows) - 1
@@ -69,12 +69,12 @@ model at each width, measured on your prompt, then the weights of published mode
         sizes = quant.PUBLISHED_SIZES
         rows = []
         for bits, label in WIDTHS:
-            rows.append([f"{label} ({bits:g})"] + [bytes_str(quant.weight_memory(p.n_params, bits)) for p in sizes])
+            rows.append([f"{label} ({bits:g})"] + [quant.fmt_bytes(quant.weight_memory(p.n_params, bits)) for p in sizes])
         out.append_text(table(["bits per weight"] + [p.name for p in sizes], rows, width))
         b7_16 = quant.weight_memory(7e9, 16)
         b7_4 = quant.weight_memory(7e9, 4.5)
-        out.append_text(note(f"A 7B model needs {bytes_str(b7_16)} in 16 bits (a 24 GB GPU, barely) and "
-                             f"{bytes_str(b7_4)} at 4.5 bits (a laptop); at {BANDWIDTH / 1e9:.0f} GB/s that is about "
+        out.append_text(note(f"A 7B model needs {quant.fmt_bytes(b7_16)} in 16 bits (a 24 GB GPU, barely) and "
+                             f"{quant.fmt_bytes(b7_4)} at 4.5 bits (a laptop); at {BANDWIDTH / 1e9:.0f} GB/s that is about "
                              f"{BANDWIDTH / b7_16:.0f} against {BANDWIDTH / b7_4:.0f} tokens per second. A 70B model "
                              "only fits one 80 GB GPU below about 9 bits per weight.", width))
         return out

@@ -12,7 +12,6 @@ from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.chapters.tokenizer.common import (
-    Painted,
     chip_rows,
     pieces_of,
     quoted,
@@ -30,6 +29,7 @@ from fwdtui.tokenizers.trainer import (
     get_stats,
     merge,
 )
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 from fwdtui.widgets.plots import sparkline
 
@@ -89,7 +89,7 @@ punctuation (GPT-4's pattern), and merges never cross those borders.
         self._stop = False
 
     def compose_visual(self) -> ComposeResult:
-        yield Painted(id="bpe-view")
+        yield Canvas(id="bpe-view", fill=True, min_width=8)
 
     # --- work -------------------------------------------------------------------------------
     def compute(self, snapshot: Snapshot) -> TrainingRun:
@@ -140,7 +140,7 @@ punctuation (GPT-4's pattern), and merges never cross those borders.
         if result.steps:
             remember_trained(self.session, result.tokenizer)
         self.update_breadcrumb(f"merge {len(result.steps):,} · vocab {256 + len(result.steps):,}")
-        self.query_one("#bpe-view", Painted).paint_with(lambda w, h: self.paint(result, w, h))
+        self.query_one("#bpe-view", Canvas).paint_with(lambda w, h: self.paint(result, w, h))
 
     def paint(self, run: TrainingRun, width: int, height: int) -> Text:
         out = Text(no_wrap=True, overflow="crop")

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.tokenizer.common import Painted, chip_rows, pieces_of
+from fwdtui.chapters.tokenizer.common import chip_rows, pieces_of
 from fwdtui.errors import FwdtuiError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.compare import (
@@ -25,6 +25,7 @@ from fwdtui.tokenizers.compare import (
 )
 from fwdtui.tokenizers.gpt2 import GPT2_PATTERN, bytes_to_unicode
 from fwdtui.tokenizers.openai_files import CL100K_PATTERN, O200K_PATTERN
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 from fwdtui.widgets.token_strip import token_piece, visible_text
 
@@ -82,7 +83,7 @@ and GPT-4o (merges never cross a split). `d` toggles a demo text, `t` the tokeni
         self.use_model = False
 
     def compose_visual(self) -> ComposeResult:
-        yield Painted(id="byte-view")
+        yield Canvas(id="byte-view", fill=True, min_width=8)
 
     # --- work ---------------------------------------------------------------------------------
     def compute(self, snapshot: Snapshot) -> ByteView:
@@ -122,7 +123,7 @@ and GPT-4o (merges never cross a split). `d` toggles a demo text, `t` the tokeni
     # --- drawing ------------------------------------------------------------------------------
     def draw(self, result: ByteView) -> None:
         self.update_breadcrumb(f"view: {self.view}")
-        self.query_one("#byte-view", Painted).paint_with(lambda w, h: self.paint(result, w, h))
+        self.query_one("#byte-view", Canvas).paint_with(lambda w, h: self.paint(result, w, h))
 
     def paint(self, data: ByteView, width: int, height: int) -> Text:
         out = Text(no_wrap=True, overflow="crop")

@@ -1,14 +1,13 @@
-"""Shared pieces of the tokenizer chapters: a painted area, compact token chips, text sources."""
+"""Shared pieces of the tokenizer chapters: compact token chips, text sources."""
 
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
-from textual.widget import Widget
 
 from fwdtui.tokenizers.corpus import sample_text
 from fwdtui.tokenizers.trainer import TrainedTokenizer
@@ -43,25 +42,6 @@ def remember_trained(session: Any, tokenizer: TrainedTokenizer) -> None:
 def last_trained(session: Any) -> TrainedTokenizer | None:
     """The tokenizer trained last in this session (None before any)."""
     return _trained.get(session)
-
-
-class Painted(Widget):
-    """A visual drawn by a function of the widget's size, so it always fits (80x24 and up)."""
-
-    DEFAULT_CSS = "Painted { height: 1fr; text-wrap: nowrap; text-overflow: clip; }"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.painter: Callable[[int, int], Text] | None = None
-
-    def paint_with(self, painter: Callable[[int, int], Text]) -> None:
-        self.painter = painter
-        self.refresh()
-
-    def render(self) -> Text:
-        if self.painter is None:
-            return Text("")
-        return self.painter(max(8, self.size.width), max(1, self.size.height))
 
 
 def pieces_of(tokenizer: Any, ids: Sequence[int]) -> list[TokenPiece]:

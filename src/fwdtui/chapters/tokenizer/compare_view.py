@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.tokenizer.common import Painted, last_trained
+from fwdtui.chapters.tokenizer.common import last_trained
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.compare import (
     Tokenization,
@@ -26,6 +26,7 @@ from fwdtui.tokenizers.compare import (
 )
 from fwdtui.tokenizers.corpus import sample_text
 from fwdtui.tokenizers.trainer import train
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, CHIP_BACKGROUNDS, CHIP_FG, DIM, cell_style
 from fwdtui.widgets.token_strip import visible_text
 
@@ -85,7 +86,7 @@ character is split over tokens; `▲` marks where all of them cut.
         self.page = 0
 
     def compose_visual(self) -> ComposeResult:
-        yield Painted(id="compare-view")
+        yield Canvas(id="compare-view", fill=True, min_width=8)
 
     # --- work ---------------------------------------------------------------------------------
     def compute(self, snapshot: Snapshot) -> Comparison:
@@ -115,7 +116,7 @@ character is split over tokens; `▲` marks where all of them cut.
     # --- drawing ------------------------------------------------------------------------------
     def draw(self, result: Comparison) -> None:
         self.update_breadcrumb(f"{len(result.rows)} tokenizers · view: {self.view}")
-        self.query_one("#compare-view", Painted).paint_with(lambda w, h: self.paint(result, w, h))
+        self.query_one("#compare-view", Canvas).paint_with(lambda w, h: self.paint(result, w, h))
 
     def paint(self, cmp: Comparison, width: int, height: int) -> Text:
         if self.view == "summary":

@@ -12,12 +12,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.tokenizer.common import Painted, chip_rows, last_trained, pieces_of, quoted
+from fwdtui.chapters.tokenizer.common import chip_rows, last_trained, pieces_of, quoted
 from fwdtui.errors import FwdtuiError, WeightsError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.compare import as_trained, gpt2_tokenizer
 from fwdtui.tokenizers.corpus import sample_text
 from fwdtui.tokenizers.trainer import EncodeStep, TrainedTokenizer, merge, train
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 
 SOURCES = ("model", "gpt2", "ours")
@@ -87,7 +88,7 @@ rank-by-rank replay gives exactly the ids of the real encoder (tiktoken).
         self.step_index = 0
 
     def compose_visual(self) -> ComposeResult:
-        yield Painted(id="merge-view")
+        yield Canvas(id="merge-view", fill=True, min_width=8)
 
     # --- work ---------------------------------------------------------------------------------
     def compute(self, snapshot: Snapshot) -> EncodeRun:
@@ -142,7 +143,7 @@ rank-by-rank replay gives exactly the ids of the real encoder (tiktoken).
     def draw(self, result: EncodeRun) -> None:
         self.step_index = max(0, min(self.step_index, len(result.steps) - 1))
         self.update_breadcrumb(f"step {self.step_index}/{len(result.steps) - 1}")
-        self.query_one("#merge-view", Painted).paint_with(lambda w, h: self.paint(result, w, h))
+        self.query_one("#merge-view", Canvas).paint_with(lambda w, h: self.paint(result, w, h))
 
     def paint(self, run: EncodeRun, width: int, height: int) -> Text:
         out = Text(no_wrap=True, overflow="crop")

@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.tokenizer.common import Painted, chip_rows, pieces_of, visible
+from fwdtui.chapters.tokenizer.common import chip_rows, pieces_of, visible
 from fwdtui.errors import FwdtuiError, WeightsError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.chat import apply_chat_template, chat_format
 from fwdtui.tokenizers.compare import gpt2_tokenizer, smollm2_tokenizer
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 
 VIEWS = ("tokens", "chat", "forgery")
@@ -79,7 +80,7 @@ plain characters, and only the template's own text goes through `encode_with_spe
         self.source: str | None = None
 
     def compose_visual(self) -> ComposeResult:
-        yield Painted(id="special-view")
+        yield Canvas(id="special-view", fill=True, min_width=8)
 
     # --- work ---------------------------------------------------------------------------------
     def compute(self, snapshot: Snapshot) -> SpecialStudy:
@@ -121,7 +122,7 @@ plain characters, and only the template's own text goes through `encode_with_spe
     # --- drawing ------------------------------------------------------------------------------
     def draw(self, result: SpecialStudy) -> None:
         self.update_breadcrumb(f"{result.name} · view: {self.view}")
-        self.query_one("#special-view", Painted).paint_with(lambda w, h: self.paint(result, w, h))
+        self.query_one("#special-view", Canvas).paint_with(lambda w, h: self.paint(result, w, h))
 
     def paint(self, study: SpecialStudy, width: int, height: int) -> Text:
         out = Text(no_wrap=True, overflow="crop")

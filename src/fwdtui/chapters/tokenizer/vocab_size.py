@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.tokenizer.common import Painted, hbar_rows
+from fwdtui.chapters.tokenizer.common import hbar_rows
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.compare import SCRIPT_SAMPLES, candidates, script_costs, tokenize
 from fwdtui.tokenizers.corpus import benchmark_text, sample_text
 from fwdtui.tokenizers.trainer import GPT4_SPLIT_PATTERN, BPETrainer, TrainedTokenizer
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
 
 SIZES = (256, 512, 1024, 2048, 4096, 8192)
@@ -83,7 +84,7 @@ sentence in other scripts**; `+`/`-` change `d_model` for the table cost.
         self.d_index: int | None = None  # None: the loaded model's width (or 768)
 
     def compose_visual(self) -> ComposeResult:
-        yield Painted(id="vocab-view")
+        yield Canvas(id="vocab-view", fill=True, min_width=8)
 
     # --- work ---------------------------------------------------------------------------------
     def compute(self, snapshot: Snapshot) -> VocabStudy:
@@ -138,7 +139,7 @@ sentence in other scripts**; `+`/`-` change `d_model` for the table cost.
         if result is None:
             return
         self.update_breadcrumb(f"view: {self.view} · d_model {self.d_model(result):,}")
-        self.query_one("#vocab-view", Painted).paint_with(lambda w, h: self.paint(result, w, h))
+        self.query_one("#vocab-view", Canvas).paint_with(lambda w, h: self.paint(result, w, h))
 
     def paint(self, study: VocabStudy, width: int, height: int) -> Text:
         if self.view == "scripts":

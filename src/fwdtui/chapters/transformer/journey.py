@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widget import Widget
 from textual.widgets import Static
 
 from fwdtui.chapters.base import Chapter, register
@@ -20,6 +19,7 @@ from fwdtui.core.sampling import SamplingSettings, sample
 from fwdtui.core.trace import Trace
 from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
+from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.layer_diagram import DiagramState, LayerDiagram
 from fwdtui.widgets.palette import DIM
 from fwdtui.widgets.token_strip import TokenPiece, pieces_for, token_piece
@@ -27,6 +27,8 @@ from fwdtui.widgets.token_strip import TokenPiece, pieces_for, token_piece
 TEMPERATURES = (0.0, 0.2, 0.5, 0.7, 1.0, 1.3, 2.0)
 TOP_KS = (0, 1, 3, 5, 10, 40)
 TOP_PS = (1.0, 0.95, 0.9, 0.75, 0.5, 0.25)
+# What the stage area says if a stage's painter fails (a bug): how to move on.
+STAGE_FAILURE = "This stage could not be drawn ({error}). Press backspace or space to move on; this is a bug in fwdtui."
 
 
 @dataclass(frozen=True)
@@ -46,30 +48,6 @@ class DecodeStep:
 
     token: int
     trace: Trace
-
-
-class StageBody(Widget):
-    """Draws whatever the current stage paints, at the widget's own size."""
-
-    DEFAULT_CSS = "StageBody { height: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.painter: Callable[[int, int], Text] | None = None
-
-    def paint_with(self, painter: Callable[[int, int], Text]) -> None:
-        self.painter = painter
-        self.refresh()
-
-    def render(self) -> Text:
-        if self.painter is None:
-            return Text("")
-        try:
-            return self.painter(self.size.width, self.size.height)
-        except Exception as err:  # a drawing bug shows as a line of text, never a traceback
-            self.log.error(f"stage painter failed: {err!r}")
-            return Text(f"This stage could not be drawn ({type(err).__name__}: {err}). "
-                        "Press backspace or space to move on; this is a bug in fwdtui.", style="italic")
 
 
 def _cycle(options: tuple[Any, ...], current: Any, delta: int) -> Any:
@@ -112,6 +90,7 @@ class JourneyChapter(Chapter):
     DEFAULT_CSS = """
     JourneyChapter #stage-title { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     JourneyChapter #stage-hint { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    JourneyChapter #stage-body { text-overflow: ellipsis; }
     """
 
     def __init__(self, session: Any = None) -> None:
@@ -131,7 +110,7 @@ class JourneyChapter(Chapter):
     def compose_visual(self) -> ComposeResult:
         yield LayerDiagram(id="diagram")
         yield Static(id="stage-title")
-        yield StageBody(id="stage-body")
+        yield Canvas(id="stage-body", fill=True, min_width=0, failure=STAGE_FAILURE)
         yield Static(id="stage-hint")
 
     def compute(self, snapshot: Snapshot) -> PrefillResult:
@@ -208,7 +187,7 @@ class JourneyChapter(Chapter):
         title.append(f"{self.stage + 1}/{len(STAGES)} ", style=DIM)
         title.append(stage.title(view), style="bold")
         self.query_one("#stage-title", Static).update(title)
-        self.query_one(StageBody).paint_with(lambda w, h: stage.paint(view, w, h))
+        self.query_one("#stage-body", Canvas).paint_with(lambda w, h: stage.paint(view, w, h))
         self.query_one("#stage-hint", Static).update(self._hint(stage.key))
         self.set_explanation(stage.explain(view))
         self.set_code(stage.code(view))

@@ -657,7 +657,7 @@ def _code_norm(view: View) -> tuple[Callable[..., Any], ...]:
 
 
 def _code_attn(view: View) -> tuple[Callable[..., Any], ...]:
-    return _family(view, (gpt2.mha,), (llama.gqa,)) + (ops.attention, ops.causal_mask)
+    return _family(view, (gpt2.mha,), (llama.gqa,)) + (ops.causal_attention, ops.attention, ops.causal_mask)
 
 
 def _code_mix(view: View) -> tuple[Callable[..., Any], ...]:
