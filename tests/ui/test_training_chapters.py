@@ -115,3 +115,26 @@ async def test_rlhf_kl_penalty_is_zero_at_temperature_one(size) -> None:
         assert r.logp_policy and all(abs(p - q) < 1e-9 for p, q in zip(r.logp_policy, r.logp_ref))
         text = await _read(app, pilot, ["b", "r"])
         assert "β 0.5" in text and "answers (seed 1)" in text
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_base_to_assistant_shows_the_recipe_and_both_answers(size) -> None:
+    app = _app("training.base-to-assistant")
+    async with app.run_test(size=size) as pilot:
+        text = await _read(app, pilot)
+        assert "1. The recipe" in text and "Pre-training" in text
+        _scroll_end(app, "recipe")
+        text = await _read(app, pilot)
+        assert "has no chat template" in text and "as plain text:" in text and "in chat template:" in text
+        text = await _read(app, pilot, ["n"])
+        _scroll_end(app, "recipe")
+        assert "rhymes with cat" in await _read(app, pilot)
+
+
+async def test_every_training_chapter_is_registered() -> None:
+    import fwdtui.chapters as chapters
+
+    ids = {c.ID for c in chapters.written_chapters() if c.SECTION == "training"}
+    assert ids == {"training.pretraining", "training.sft", "training.rlhf", "training.grpo", "training.dpo",
+                   "training.base-to-assistant"}
+    assert "training" not in chapters.LOAD_ERRORS

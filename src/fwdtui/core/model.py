@@ -101,7 +101,9 @@ class Model:
         logits = logits.astype(np.float32, copy=False)
         if trace:
             tr.record("logits", logits)
-            tr.record("probs", softmax(logits))  # float32 is plenty for probabilities shown to 3-4 digits
+            # Computed when first read: a softmax over the whole vocabulary for every row is a tenth of
+            # a 64-token forward pass, and most views read one row of the logits at most.
+            tr.record_deferred("probs", lambda: softmax(logits))  # float32: shown to 3-4 digits
             return logits, tr
         return logits, None
 

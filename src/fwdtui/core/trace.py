@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -18,26 +18,36 @@ class Trace(Mapping[str, np.ndarray]):
         self.ids = list(ids)
         self.positions = positions
         self._tensors: dict[str, np.ndarray] = {}
+        self._deferred: dict[str, Callable[[], np.ndarray]] = {}
 
     def record(self, name: str, value: np.ndarray) -> None:
         self._tensors[name] = value
 
+    def record_deferred(self, name: str, compute: Callable[[], np.ndarray]) -> None:
+        """An entry computed from recorded ones on first read (e.g. probs from logits): costs nothing
+        when nobody looks at it, and is the same array on every read after."""
+        self._deferred[name] = compute
+
     def __getitem__(self, name: str) -> np.ndarray:
+        compute = self._deferred.get(name) if name not in self._tensors else None
+        if compute is not None:  # two threads reading at once both compute; the first result stays
+            self._tensors.setdefault(name, compute())
+            self._deferred.pop(name, None)
         try:
             return self._tensors[name]
         except KeyError:
-            raise KeyError(f"{name!r} is not in this trace; it holds {len(self._tensors)} names, e.g. {list(self._tensors)[:4]}") from None
+            raise KeyError(f"{name!r} is not in this trace; it holds {len(self)} names, e.g. {list(self._tensors)[:4]}") from None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
+        return iter([*self._tensors, *(n for n in self._deferred if n not in self._tensors)])
 
     def __len__(self) -> int:
-        return len(self._tensors)
+        return len(self._tensors) + sum(n not in self._tensors for n in self._deferred)
 
     def layer(self, index: int) -> dict[str, np.ndarray]:
         """The intermediates of block `index`, without the `blocks.L.` prefix."""
         prefix = f"blocks.{index}."
-        return {k[len(prefix):]: v for k, v in self._tensors.items() if k.startswith(prefix)}
+        return {k[len(prefix):]: self[k] for k in self if k.startswith(prefix)}
 
     @property
     def nbytes(self) -> int:

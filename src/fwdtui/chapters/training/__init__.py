@@ -1,3 +1,3 @@
-"""Section 5, training and fine-tuning: pre-training loss and a live tiny run, SFT, RLHF, GRPO, DPO."""
+"""Section 5, training and fine-tuning: pre-training loss and a live tiny run, SFT, RLHF, GRPO, DPO, the recipe."""
 
-from fwdtui.chapters.training import dpo, grpo, pretraining, rlhf, sft  # noqa: F401  (importing registers each chapter)
+from fwdtui.chapters.training import base_to_assistant, dpo, grpo, pretraining, rlhf, sft  # noqa: F401  (importing registers each chapter)
