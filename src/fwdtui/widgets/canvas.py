@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.widget import Widget
 
 Builder = Callable[[int], Text]  # width -> picture; the canvas grows to the picture's height
@@ -68,3 +71,28 @@ class Canvas(Widget):
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
         return max(1, len(self.picture(width, self.room()).plain.split("\n")))
+
+
+SCROLL_BINDINGS: list[BindingType] = [
+    Binding("k", "scroll_visual(-1)", "Scroll up", show=False, tooltip="Scroll the picture up"),
+    Binding("j", "scroll_visual(1)", "Scroll down", show=False, tooltip="Scroll the picture down"),
+]
+
+
+class Picture:
+    """Chapter mixin: a Canvas (`#<PICTURE>-canvas`) in a scroll area (`#<PICTURE>-scroll`) that takes
+    the free height; add SCROLL_BINDINGS to the chapter's BINDINGS for `j`/`k`. The scroll area never
+    takes focus, so the chapter's own keys always reach it."""
+
+    PICTURE: ClassVar[str]
+
+    def picture_area(self) -> ComposeResult:
+        with VerticalScroll(id=f"{self.PICTURE}-scroll", can_focus=False):
+            yield Canvas(id=f"{self.PICTURE}-canvas")
+
+    def picture_canvas(self) -> Canvas:
+        return self.query_one(f"#{self.PICTURE}-canvas", Canvas)  # type: ignore[attr-defined]
+
+    def action_scroll_visual(self, direction: int) -> None:
+        scroll = self.query_one(f"#{self.PICTURE}-scroll", VerticalScroll)  # type: ignore[attr-defined]
+        scroll.scroll_relative(y=3 * direction, animate=False)

@@ -3,39 +3,16 @@ text helpers for tokens and bars."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 
 from fwdtui.widgets.bar_chart import bar_string
-from fwdtui.widgets.canvas import Canvas
+from fwdtui.widgets.canvas import SCROLL_BINDINGS, Canvas, Picture  # noqa: F401 (re-exported)
 from fwdtui.widgets.palette import DIM
 from fwdtui.widgets.token_strip import pieces_for, short_label, visible_text
 
-SCROLL_BINDINGS: list[BindingType] = [
-    Binding("k", "scroll_visual(-1)", "Scroll up", show=False, tooltip="Scroll the picture up"),
-    Binding("j", "scroll_visual(1)", "Scroll down", show=False, tooltip="Scroll the picture down"),
-]
-
-
-class Picture:
-    """A Canvas (`#<PICTURE>-canvas`) in a scroll area (`#<PICTURE>-scroll`) that takes the free height."""
-
-    PICTURE: ClassVar[str]
-
-    def picture_area(self) -> ComposeResult:
-        with VerticalScroll(id=f"{self.PICTURE}-scroll", can_focus=False):
-            yield Canvas(id=f"{self.PICTURE}-canvas")
-
-    def picture_canvas(self) -> Canvas:
-        return self.query_one(f"#{self.PICTURE}-canvas", Canvas)  # type: ignore[attr-defined]
-
-    def action_scroll_visual(self, direction: int) -> None:
-        scroll = self.query_one(f"#{self.PICTURE}-scroll", VerticalScroll)  # type: ignore[attr-defined]
-        scroll.scroll_relative(y=3 * direction, animate=False)
+# The scroll area with its canvas is shared by every section: see fwdtui.widgets.canvas.
 
 
 def token_label(tokenizer: Any, token: int, width: int = 10) -> str:
