@@ -6,30 +6,17 @@ from __future__ import annotations
 import re
 
 import pytest
-from ui_helpers import screen_text, settle
-
-from fwdtui.app import FwdtuiApp
-from fwdtui.testing import random_model
-
-PROMPT = "the cat sat on the mat"  # 22 byte tokens
-
-
-def _app(chapter: str, family: str = "gpt2", prompt: str = PROMPT) -> FwdtuiApp:
-    return FwdtuiApp(chapter_id=chapter, model=random_model(family, seed=0), prompt=prompt, load=False)
+from ui_helpers import assert_drawn, chapter_app, read_screen
 
 
 def _ok(text: str) -> None:
-    assert "Traceback" not in text and "This view failed" not in text and "could not draw" not in text, text
+    assert_drawn(text)
     assert "⚠" not in text, text
 
 
 async def _open(app, pilot, keys=()) -> str:
-    await settle(pilot)
-    for key in keys:
-        await pilot.press(key)
-        await settle(pilot)
-    text = screen_text(app)
-    _ok(text)
+    text = await read_screen(app, pilot, keys)
+    assert "⚠" not in text, text
     return text
 
 
@@ -44,7 +31,7 @@ def _scroll_end(app, name: str) -> None:
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_lookup_shows_the_row_and_the_one_hot_product(family, size) -> None:
-    app = _app("embeddings.lookup", family)
+    app = chapter_app("embeddings.lookup", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         assert "257 rows × 32 numbers" in text
@@ -60,7 +47,7 @@ async def test_lookup_shows_the_row_and_the_one_hot_product(family, size) -> Non
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_neighbours_falls_back_on_a_byte_vocabulary_and_draws_the_map(family, size) -> None:
-    app = _app("embeddings.neighbours", family)
+    app = chapter_app("embeddings.neighbours", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         # ' Paris' is six byte tokens here: the chapter says so and uses the prompt's last token
@@ -77,7 +64,7 @@ async def test_neighbours_falls_back_on_a_byte_vocabulary_and_draws_the_map(fami
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_analogies_say_when_words_are_not_single_tokens(family, size) -> None:
-    app = _app("embeddings.analogies", family)
+    app = chapter_app("embeddings.analogies", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         assert "king − man + woman = ?" in text and "unit vectors" in text
@@ -89,7 +76,7 @@ async def test_analogies_say_when_words_are_not_single_tokens(family, size) -> N
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_unembedding_dot_products_equal_the_logits(family, size) -> None:
-    app = _app("embeddings.unembedding", family)
+    app = chapter_app("embeddings.unembedding", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         assert "position #21 't'" in text
@@ -104,7 +91,7 @@ async def test_unembedding_dot_products_equal_the_logits(family, size) -> None:
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_contextual_follows_the_word_through_every_layer(family, size) -> None:
-    app = _app("embeddings.contextual", family)
+    app = chapter_app("embeddings.contextual", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         assert "A We sat on the grassy bank of the river" in text
@@ -123,7 +110,7 @@ async def test_contextual_follows_the_word_through_every_layer(family, size) -> 
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_sentence_matrix_and_pooling_keys(family, size) -> None:
-    app = _app("embeddings.sentence", family)
+    app = chapter_app("embeddings.sentence", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         assert "mean pooling" in text and "cos(S1, S2) = " in text
@@ -138,7 +125,7 @@ async def test_sentence_matrix_and_pooling_keys(family, size) -> None:
 
 @pytest.mark.parametrize("family,size", [("gpt2", (80, 24)), ("llama", (100, 30))])
 async def test_retrieval_ranks_both_ways_and_builds_the_prompt(family, size) -> None:
-    app = _app("embeddings.retrieval", family)
+    app = chapter_app("embeddings.retrieval", family)
     async with app.run_test(size=size) as pilot:
         text = await _open(app, pilot)
         assert "query: the cat sat on the mat" in text
@@ -155,7 +142,7 @@ async def test_retrieval_ranks_both_ways_and_builds_the_prompt(family, size) -> 
 
 
 async def test_lookup_on_a_long_prompt_checks_the_one_hot_product_on_the_first_tokens() -> None:
-    app = _app("embeddings.lookup", "llama", prompt="abcdefghij" * 5)
+    app = chapter_app("embeddings.lookup", "llama", prompt="abcdefghij" * 5)
     async with app.run_test(size=(80, 24)) as pilot:
         text = await _open(app, pilot, ["left"] + ["right"] * 40)
         assert "token #40 'a'" in text and "checked on the first 32 tokens" in text

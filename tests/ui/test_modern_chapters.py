@@ -3,10 +3,9 @@ its keys, and read the screen."""
 
 from __future__ import annotations
 
-import re
 
 import pytest
-from ui_helpers import screen_text, settle
+from ui_helpers import read_screen
 
 from fwdtui.app import FwdtuiApp
 from fwdtui.testing import random_model
@@ -18,16 +17,6 @@ def _app(chapter: str, family: str = "gpt2", **shape) -> FwdtuiApp:
     return FwdtuiApp(chapter_id=chapter, model=random_model(family, seed=0, **shape), prompt=PROMPT, load=False)
 
 
-async def _read(app, pilot, keys=()) -> str:
-    await settle(pilot)
-    for key in keys:
-        await pilot.press(key)
-        await settle(pilot)
-    text = screen_text(app)
-    assert "Traceback" not in text and "This view failed" not in text and "could not draw" not in text, text
-    return text
-
-
 def _scroll_end(app, name: str) -> None:
     app.screen.query_one(f"#{name}-scroll").scroll_end(animate=False)
 
@@ -37,31 +26,31 @@ def _scroll_end(app, name: str) -> None:
 async def test_moe_routes_tokens_and_k_changes_the_route(family, size) -> None:
     app = _app("modern.moe", family)
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "8 experts" in text and "top-2" in text
         assert "Small-scale demo" in text
         assert "chosen" in text and text.count("●") >= 4  # token rows with their chosen experts
-        text = await _read(app, pilot, ["plus"])
+        text = await read_screen(app, pilot, ["plus"])
         assert "top-3" in text
-        text = await _read(app, pilot, ["e"])
+        text = await read_screen(app, pilot, ["e"])
         assert "16 experts" in text
         _scroll_end(app, "moe")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "Mixtral 8x7B" in text and "DeepSeek-V3" in text
         app.screen.query_one("#moe-scroll").scroll_home(animate=False)
-        text = await _read(app, pilot, ["e"])
+        text = await read_screen(app, pilot, ["e"])
         assert "4 experts" in text
 
 
 async def test_moe_dense_row_is_exact_and_router_switches() -> None:
     app = _app("modern.moe", "llama")
     async with app.run_test(size=(100, 30)) as pilot:
-        await _read(app, pilot, ["r", "l"])
+        await read_screen(app, pilot, ["r", "l"])
         result = app.screen.result
         assert result.routed.router == "oracle" and result.routed.layer == 1
         assert result.routed.errors[-1] < 1e-5
         _scroll_end(app, "moe")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "Published MoE models" in text
 
 
@@ -69,13 +58,13 @@ async def test_moe_dense_row_is_exact_and_router_switches() -> None:
 async def test_long_context_on_rope_model_shows_rules_memory_and_loss(size) -> None:
     app = _app("modern.long-context", "llama")
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "L = 128 (to 512 = ×4)" in text
         assert "NTK" in text and "YaRN" in text
-        text = await _read(app, pilot, ["f"])
+        text = await read_screen(app, pilot, ["f"])
         assert "(to 1k = ×8)" in text
         _scroll_end(app, "long")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "nats" in text and "Whole text" in text
         loss = app.screen.result.loss
         assert loss.n_tokens == 128 and loss.complete  # capped at the tiny model's context
@@ -84,10 +73,10 @@ async def test_long_context_on_rope_model_shows_rules_memory_and_loss(size) -> N
 async def test_long_context_on_gpt2_explains_learned_positions() -> None:
     app = _app("modern.long-context", "gpt2")
     async with app.run_test(size=(100, 30)) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "wpe matrix is 128 × 32" in text
         assert "cannot even be run past 128" in text
-        text = await _read(app, pilot, ["j"])
+        text = await read_screen(app, pilot, ["j"])
         assert "KV-cache memory" in text and "Llama 3 8B" in text
 
 
@@ -95,22 +84,22 @@ async def test_long_context_on_gpt2_explains_learned_positions() -> None:
 async def test_tool_use_reports_the_tiny_models_failure_honestly(size) -> None:
     app = _app("modern.tool-use", "llama", n_ctx=1024)  # the tool prompt is ~400 byte tokens
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "plain transcript" in text  # the byte tokenizer has no chat template
         for _ in range(8):
             await pilot.press("j")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "✗ no valid call" in text and "1776" in text
-        text = await _read(app, pilot, ["h", "h"])
+        text = await read_screen(app, pilot, ["h", "h"])
         r = app.screen.result
         assert r.prefill == '{"tool": "calculator", "expression": "'
         assert r.call_text.startswith(r.prefill) and len(r.call_gen.tokens) <= 32
-        text = await _read(app, pilot, ["n", "n", "n"])
+        text = await read_screen(app, pilot, ["n", "n", "n"])
         assert app.screen.result.question == PROMPT  # the fourth question is the user's prompt
 
 
 async def test_tool_use_says_when_the_context_is_too_short() -> None:
     app = _app("modern.tool-use", "llama")  # 128 positions
     async with app.run_test(size=(80, 24)) as pilot:
-        text = " ".join((await _read(app, pilot)).split())
+        text = " ".join((await read_screen(app, pilot)).split())
         assert "has a context of 128" in text and "press m" in text

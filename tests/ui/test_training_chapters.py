@@ -6,27 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from ui_helpers import screen_text, settle
+from ui_helpers import chapter_app, read_screen, screen_text
 
-from fwdtui.app import FwdtuiApp
-from fwdtui.testing import random_model
-
-PROMPT = "the cat sat on the mat"
 SIZES = [(80, 24), (100, 30)]
-
-
-def _app(chapter: str, family: str = "gpt2") -> FwdtuiApp:
-    return FwdtuiApp(chapter_id=chapter, model=random_model(family, seed=0), prompt=PROMPT, load=False)
-
-
-async def _read(app, pilot, keys=()) -> str:
-    await settle(pilot)
-    for key in keys:
-        await pilot.press(key)
-        await settle(pilot)
-    text = screen_text(app)
-    assert "Traceback" not in text and "This view failed" not in text and "could not draw" not in text, text
-    return text
 
 
 def _scroll_end(app, name: str) -> None:
@@ -35,19 +17,19 @@ def _scroll_end(app, name: str) -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_pretraining_shows_real_loss_and_trains_live(size) -> None:
-    app = _app("training.pretraining")
+    app = chapter_app("training.pretraining")
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "mean loss" in text and "perplexity" in text
         for _ in range(60):  # the tiny run takes about 2 s
             await pilot.pause(0.1)
             if "done, 300 steps" in screen_text(app):
                 break
         _scroll_end(app, "pretrain")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "step 300/300" in text and "sample after:" in text and "(when the run ends)" not in text
         before = app.screen.before
-        await _read(app, pilot, ["t"])  # a new run with the next seed (the pilot waits for it to end)
+        await read_screen(app, pilot, ["t"])  # a new run with the next seed (the pilot waits for it to end)
         assert app.screen.before != before and len(app.screen.run_losses) == 300
         app.screen.action_train()
         app.screen.action_stop()  # stop it at once (a key press would only arrive after the run)
@@ -56,79 +38,79 @@ async def test_pretraining_shows_real_loss_and_trains_live(size) -> None:
             if "stopped at step" in screen_text(app):
                 break
         _scroll_end(app, "pretrain")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "stopped at step" in text and "step 300/300" not in text
 
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 async def test_sft_masks_the_prompt_part(family, size) -> None:
-    app = _app("training.sft", family)
+    app = chapter_app("training.sft", family)
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "plain transcript" in text and "assistant:" in text
         assert "loss with the mask (assistant only)" in text and "grey: masked out" in text
         assert "over 33 tokens" in text  # " The capital of France is Paris.\n": 33 byte tokens
-        text = await _read(app, pilot, ["l"])
+        text = await read_screen(app, pilot, ["l"])
         assert "mask off: every token counts" in text
-        text = await _read(app, pilot, ["n", "n", "n"])  # the last example asks the user's prompt
+        text = await read_screen(app, pilot, ["n", "n", "n"])  # the last example asks the user's prompt
         assert app.screen.example_index == 3 and "over 40 tokens" in text
 
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_dpo_starts_at_log2_and_the_shift_lowers_the_loss(size) -> None:
-    app = _app("training.dpo")
+    app = chapter_app("training.dpo")
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "Eggs are round." in text and "log ref(chosen)" in text
         assert f"= {math.log(2):.4f}" in text  # margin 0 at step 0
-        text = await _read(app, pilot, ["right", "right"])
+        text = await read_screen(app, pilot, ["right", "right"])
         assert "ref +1.0" in text and "DPO loss = -log σ(0.1·+1.00) = 0.6444" in text
-        text = await _read(app, pilot, ["b", "left", "left", "left", "left"])
+        text = await read_screen(app, pilot, ["b", "left", "left", "left", "left"])
         assert "β = 0.3" in text and "margin = (-1.00)" in text and "= 0.8544" in text
 
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_grpo_samples_a_group_and_ranks_it(size) -> None:
-    app = _app("training.grpo")
+    app = chapter_app("training.grpo")
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "answers 4 times (seed 0)" in text and "rewards: mean" in text
-        text = await _read(app, pilot, ["g"])
+        text = await read_screen(app, pilot, ["g"])
         assert "answers 8 times (seed 0)" in text
-        text = await _read(app, pilot, ["r"])
+        text = await read_screen(app, pilot, ["r"])
         assert "answers 8 times (seed 1)" in text
         _scroll_end(app, "grpo")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "pushed up" in text or "nothing to learn" in text
 
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_rlhf_kl_penalty_is_zero_at_temperature_one(size) -> None:
-    app = _app("training.rlhf", "llama")
+    app = chapter_app("training.rlhf", "llama")
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "policy = model at T 0.7, β 0.1" in text and "KL est" in text
-        text = await _read(app, pilot, ["t"])
+        text = await read_screen(app, pilot, ["t"])
         assert "policy = model at T 1.0" in text and "+0.00" in text
         r = app.screen.result  # at T 1 the policy is the reference: log π = log ref, KL 0
         assert r.logp_policy and all(abs(p - q) < 1e-9 for p, q in zip(r.logp_policy, r.logp_ref))
-        text = await _read(app, pilot, ["b", "r"])
+        text = await read_screen(app, pilot, ["b", "r"])
         assert "β 0.5" in text and "answers (seed 1)" in text
 
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_base_to_assistant_shows_the_recipe_and_both_answers(size) -> None:
-    app = _app("training.base-to-assistant")
+    app = chapter_app("training.base-to-assistant")
     async with app.run_test(size=size) as pilot:
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "1. The recipe" in text and "Pre-training" in text
         _scroll_end(app, "recipe")
-        text = await _read(app, pilot)
+        text = await read_screen(app, pilot)
         assert "has no chat template" in text and "as plain text:" in text and "in chat template:" in text
-        text = await _read(app, pilot, ["n"])
+        text = await read_screen(app, pilot, ["n"])
         _scroll_end(app, "recipe")
-        assert "rhymes with cat" in await _read(app, pilot)
+        assert "rhymes with cat" in await read_screen(app, pilot)
 
 
 async def test_every_training_chapter_is_registered() -> None:
