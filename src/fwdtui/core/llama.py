@@ -12,7 +12,7 @@ import numpy as np
 from fwdtui.core.config import ModelConfig
 from fwdtui.core.gpt2 import merge_heads, split_heads
 from fwdtui.core.kv_cache import KVCache
-from fwdtui.core.ops import causal_attention, rms_norm, rope, silu
+from fwdtui.core.ops import causal_attention, rms_norm, rope, rope_cos_sin, silu
 from fwdtui.core.trace import Trace
 
 
@@ -23,15 +23,18 @@ def proj(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarra
 
 
 def gqa(params: dict, p: str, x: np.ndarray, cfg: ModelConfig, positions: np.ndarray, inv_freq: np.ndarray,
-        cache: KVCache | None, layer: int, tr) -> np.ndarray:
-    """Grouped-query self-attention with rotary positions: n_head query heads share n_kv_head k/v heads."""
+        cache: KVCache | None, layer: int, tr, cos_sin: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Grouped-query self-attention with rotary positions: n_head query heads share n_kv_head k/v heads.
+
+    `cos_sin`: the rotation tables of `positions` (`ops.rope_cos_sin`), worked out once per forward pass."""
     q = proj(x, params[p + "self_attn.q_proj.weight"], params.get(p + "self_attn.q_proj.bias"))  # [n_seq, n_head*head_dim]
     k = proj(x, params[p + "self_attn.k_proj.weight"], params.get(p + "self_attn.k_proj.bias"))  # [n_seq, n_kv*head_dim]
     v = proj(x, params[p + "self_attn.v_proj.weight"], params.get(p + "self_attn.v_proj.bias"))
     q, k, v = split_heads(q, cfg.n_head), split_heads(k, cfg.n_kv_head), split_heads(v, cfg.n_kv_head)
     tr.record(f"blocks.{layer}.attn.q", q)
-    q_rot = rope(q, positions, inv_freq)  # position enters here, by rotating q and k; v is never rotated
-    k_rot = rope(k, positions, inv_freq)
+    cos_sin = cos_sin if cos_sin is not None else rope_cos_sin(positions, inv_freq)
+    q_rot = rope(q, positions, inv_freq, cos_sin)  # position enters here, by rotating q and k; v is never rotated
+    k_rot = rope(k, positions, inv_freq, cos_sin)
     if cache is not None:
         k_rot, v = cache.append(layer, k_rot, v)  # the cache keeps rotated keys: [n_kv, n_past + n_seq, head_dim]
     z, scores, pattern = causal_attention(q_rot, k_rot, v, positions, cfg.sliding_window, cfg.attention_sinks,
@@ -58,13 +61,14 @@ def swiglu(params: dict, p: str, x: np.ndarray, layer: int, tr) -> np.ndarray:
 
 
 def llama_block(params: dict, layer: int, x: np.ndarray, cfg: ModelConfig, positions: np.ndarray,
-                inv_freq: np.ndarray, cache: KVCache | None, tr) -> np.ndarray:
+                inv_freq: np.ndarray, cache: KVCache | None, tr,
+                cos_sin: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Pre-norm block as in GPT-2, with RMSNorm in place of LayerNorm."""
     p = f"layers.{layer}."
     tr.record(f"blocks.{layer}.resid_pre", x)
     h = rms_norm(x, params[p + "input_layernorm.weight"], cfg.norm_eps)
     tr.record(f"blocks.{layer}.ln1.out", h)
-    x = x + gqa(params, p, h, cfg, positions, inv_freq, cache, layer, tr)
+    x = x + gqa(params, p, h, cfg, positions, inv_freq, cache, layer, tr, cos_sin)
     tr.record(f"blocks.{layer}.resid_mid", x)
     h = rms_norm(x, params[p + "post_attention_layernorm.weight"], cfg.norm_eps)
     tr.record(f"blocks.{layer}.ln2.out", h)
@@ -89,8 +93,9 @@ def llama_forward(params: dict, cfg: ModelConfig, ids: np.ndarray, positions: np
     """ids [n_seq] at `positions` -> logits [n_seq, n_vocab] (or [1, n_vocab] with last_only)."""
     x = params["embed_tokens.weight"][ids]  # [n_seq, n_embd]; no position vector is added: RoPE does that
     tr.record("embed", x)
+    cos_sin = rope_cos_sin(positions, inv_freq)  # the same rotations in every layer: worked out once
     for layer in range(cfg.n_layer):
-        x = llama_block(params, layer, x, cfg, positions, inv_freq, cache, tr)
+        x = llama_block(params, layer, x, cfg, positions, inv_freq, cache, tr, cos_sin)
     if last_only:
         x = x[-1:]
     x = final_norm(params, x, cfg)

@@ -150,14 +150,21 @@ def rope_frequencies(head_dim: int, theta: float, scaling: dict | None = None) -
     return inv_freq
 
 
-def rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
+def rope_cos_sin(positions: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin [n_seq, head_dim/2] of every position's rotation angles, in float32 (angles in float64)."""
+    angles = positions[:, None].astype(np.float64) * inv_freq[None, :]  # [n_seq, head_dim/2]
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def rope(x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray,
+         cos_sin: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Rotate each (x[i], x[i + head_dim/2]) pair by position * frequency (Hugging Face's half-split layout).
 
     x: [n_heads, n_seq, head_dim]; positions: [n_seq]. After this, q.k depends only on the offset between positions.
+    `cos_sin` is `rope_cos_sin(positions, inv_freq)` when the caller already has it (a forward pass works it
+    out once for all its layers' q and k).
     """
-    angles = positions[:, None].astype(np.float64) * inv_freq[None, :]  # [n_seq, head_dim/2]
-    cos = np.cos(angles).astype(np.float32)
-    sin = np.sin(angles).astype(np.float32)
+    cos, sin = cos_sin if cos_sin is not None else rope_cos_sin(positions, inv_freq)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)  # [n_heads, n_seq, head_dim]
