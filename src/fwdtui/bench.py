@@ -315,7 +315,9 @@ def run_bench(model: Any = None, *, compare: str | None = None, quick: bool = Fa
             spec = model
         say("loading")
         loads = []
+        m = None
         for _ in range(1 if quick else 3):  # the first load may also page the file in from disk
+            del m  # one model in memory at a time, so that the peak below is one model's
             t0 = time.perf_counter()
             m = fwdtui.load_model(spec)
             loads.append(time.perf_counter() - t0)
