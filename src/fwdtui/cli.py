@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from fwdtui.errors import FwdtuiError
 
-SUBCOMMANDS = ("models", "download", "tokenize", "generate", "step", "chapters", "bench", "screenshots")
+SUBCOMMANDS = ("models", "download", "tokenize", "generate", "step", "chapters", "check", "bench", "screenshots")
 
 
 def _one_line(text: str) -> str:
@@ -289,6 +289,23 @@ def cmd_chapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from fwdtui.core.reference import SUITE_CHECK, TOLERANCE, check
+
+    model = resolve_model(args.model)
+    result = check(model)
+    if result is None:
+        print(f"{model.info.name}: no stored reference for these weights. {SUITE_CHECK}.")
+        return 0
+    def piece(token: int) -> str:
+        return repr(model.tokenizer.decode([token])) if model.tokenizer is not None else f"id {token}"
+
+    print(f"{model.info.name}: our logits {result.summary()}.")
+    print(f"  next token: ours {piece(result.our_top)}, theirs {piece(result.their_top)}; "
+          f"tolerance {TOLERANCE:.0e} (float32 summation order).")
+    return 0 if result.ok else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from fwdtui.bench import main as bench_main
 
@@ -344,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chapters", help="every chapter's id, section and title")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_chapters)
+
+    p = sub.add_parser("check", help="compare the model's logits with a stored transformers reference")
+    p.add_argument("--model", "-m", default=None, help="a model name or path (default: the one fwdtui opens)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("bench", help="load, prefill and decode speed of the loaded model")
     p.add_argument("--model", "-m", default=None, help="a model name or path (default: GPT-2 124M shape, random weights)")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
+REFERENCE = Path(__file__).parents[2] / "src" / "fwdtui" / "references" / "smollm2-135m.npz"
 pytestmark = pytest.mark.smollm2
 
 
@@ -17,7 +18,7 @@ def test_config_is_smollm2(smollm2):
 
 
 def test_logits_match_transformers_on_the_same_gguf(smollm2):
-    ref = np.load(FIXTURES / "smollm2_logits_reference.npz")
+    ref = np.load(REFERENCE)
     ids = smollm2.tokenizer.encode("The capital of France is")
     assert ids == ref["input_ids"].tolist()
     last = smollm2.logits(ids)[-1]
@@ -27,7 +28,7 @@ def test_logits_match_transformers_on_the_same_gguf(smollm2):
 
 
 def test_greedy_answer_is_paris(smollm2):
-    ref = np.load(FIXTURES / "smollm2_logits_reference.npz")
+    ref = np.load(REFERENCE)
     ids = smollm2.tokenizer.encode("The capital of France is")
     out = list(smollm2.generate(ids, 8, temperature=0))
     assert out == ref["greedy_ids"].tolist()
@@ -51,3 +52,15 @@ def test_tokenizer_matches_reference_on_awkward_text(smollm2):
     for row in rows:
         assert smollm2.tokenizer.encode(row["text"]) == row["ids"], row["text"]
         assert smollm2.tokenizer.decode(row["ids"]) == row["text"]
+
+
+def test_shipped_reference_is_found_and_matches(smollm2, capsys):
+    from fwdtui.cli import main
+    from fwdtui.core.reference import check
+
+    result = check(smollm2)
+    assert result is not None and result.reference.name == "smollm2-135m"
+    assert result.ok and result.same_top10 and result.max_abs_diff < 2e-3
+    assert smollm2.tokenizer.decode([result.our_top]) == " Paris"
+    assert main(["check", "--model", "smollm2-135m"]) == 0
+    assert "' Paris'" in capsys.readouterr().out

@@ -55,6 +55,7 @@ async def test_numbers_on_screen_are_the_trace_values() -> None:
         text = screen_text(app)
         top = int(np.argmax(trace["logits"][-1]))
         assert f"'{chr(top)}' {trace['logits'][-1, top]:.4f}" in text
+        assert "No stored reference for these weights" in text  # a random model has none; the suite's check is named
         # the probability of the top token, as the probs stage prints it
         chapter.action_stage([s.key for s in STAGES].index("probs"))
         await settle(pilot)

@@ -15,6 +15,7 @@ from fwdtui.chapters.base import Chapter, register
 from fwdtui.chapters.transformer.stages import STAGES, LensRow, View, lens_rows
 from fwdtui.core.kv_cache import KVCache
 from fwdtui.core.model import Model
+from fwdtui.core.reference import trust_line
 from fwdtui.core.sampling import SamplingSettings, sample
 from fwdtui.core.trace import Trace
 from fwdtui.errors import PromptError
@@ -40,6 +41,7 @@ class PrefillResult:
     trace: Trace
     cache: KVCache
     notices: tuple[str, ...]
+    trust: str = ""  # the model's logits against a stored reference (core.reference.trust_line)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class JourneyChapter(Chapter):
         cache = model.new_cache()
         _, trace = model.forward(list(snapshot.ids), cache=cache, trace=True)
         pieces = tuple(pieces_for(model.tokenizer, snapshot.ids))
-        return PrefillResult(model, pieces, trace, cache, snapshot.notices)
+        return PrefillResult(model, pieces, trace, cache, snapshot.notices, trust_line(model))
 
     def draw(self, result: PrefillResult) -> None:
         # a new prefill: the generated tokens and the cache start over
@@ -172,7 +174,7 @@ class JourneyChapter(Chapter):
             model=prefill.model, trace=prefill.trace, pieces=list(prefill.pieces), position=position,
             layer=self.layer_index, head=self.head, settings=self.settings, last_logits=logits,
             distribution=dist, chosen=chosen, seed=self.seed, generated=generated, cache=self.cache,
-            decode_traces=list(self.decode_traces), lens=self._lens.get(position),
+            decode_traces=list(self.decode_traces), lens=self._lens.get(position), trust=prefill.trust,
         )
 
     def _show_stage(self) -> None:

@@ -6,6 +6,7 @@ sampling and logit-lens functions); nothing here computes the model a second way
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -52,6 +53,7 @@ class View:
     cache: KVCache | None = None
     decode_traces: list[Trace] = field(default_factory=list)
     lens: list[LensRow] | None = None  # for `position`; None while computing
+    trust: str = ""  # how this model's logits compare with a stored reference
 
     @property
     def cfg(self) -> Any:
@@ -413,7 +415,8 @@ def _paint_final_norm(view: View, width: int, height: int) -> Text:
 def _paint_logits(view: View, width: int, height: int) -> Text:
     i = view.position
     logits = view.trace["logits"][i]
-    order = _top(logits, max(3, min(15, height - 4)))
+    trust = textwrap.wrap(view.trust, max(20, width - 1))
+    order = _top(logits, max(3, min(15, height - 4 - len(trust))))
     lowest = float(logits[order[-1]])
     bars = [Bar(view.piece_text(int(t)), float(logits[t]) - lowest + 1e-3, note=f"id {int(t)}") for t in order]
     out = Text(no_wrap=True, overflow="crop")
@@ -424,6 +427,8 @@ def _paint_logits(view: View, width: int, height: int) -> Text:
     out.append(f"top logits: {values}\n", style="bold")
     out.append(f"over all {logits.size}: min {float(logits.min()):.2f} · mean {float(logits.mean()):.2f} · "
                f"max {float(logits.max()):.2f} (bars start at the {len(order)}th score)", style=DIM)
+    if trust:
+        out.append("\n" + "\n".join(trust), style=DIM)
     return out
 
 
