@@ -431,6 +431,8 @@ class FwdtuiApp(App[None]):
         Binding("p", "edit_prompt", "Prompt", tooltip="Edit the prompt every chapter uses"),
         Binding("m", "switch_model", "Model", show=False, tooltip="Load another model"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="All keys of this screen"),
+        Binding("ctrl+s", "save_svg", "Save SVG", show=False,
+                tooltip="Save this screen as an SVG file in the current folder (for notes and papers)"),
     ]
 
     def __init__(
@@ -600,6 +602,27 @@ class FwdtuiApp(App[None]):
         """Tell every screen in the stack (a message goes to one receiver, so one each)."""
         for screen in self.screen_stack:
             screen.post_message(message_type())
+
+    # --- export -----------------------------------------------------------------------------
+    def action_save_svg(self, folder: Path | None = None) -> Path | None:
+        """Write the screen as it is now to fwdtui-<chapter>-<time>.svg: whole or not at all."""
+        screen = self.screen
+        name = getattr(screen, "ID", "") or "index"
+        target = (folder or Path.cwd()) / f"fwdtui-{name}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        partial_file = target.with_name(target.name + ".part")
+        try:
+            partial_file.write_text(self.export_screenshot(title=f"fwdtui · {name}"), encoding="utf-8")
+            partial_file.replace(target)
+        except OSError as err:
+            try:
+                partial_file.unlink(missing_ok=True)
+            except OSError:
+                pass  # the folder itself is unusable: nothing was written
+            self.notify(f"Could not save the SVG: {err.strerror or err}.\nStart fwdtui from a folder you can "
+                        "write to.", severity="error", timeout=6)
+            return None
+        self.notify(f"Saved {target}", timeout=4)
+        return target
 
     # --- help -------------------------------------------------------------------------------
     def action_help(self) -> None:

@@ -267,3 +267,23 @@ async def test_model_switcher_lists_known_models_and_reports_a_bad_path() -> Non
         assert app.session.model is not None and app.session.status.state == "ready"
         assert "Model random-gpt2" in screen_text(app)
         assert any("/nowhere/model" in n.message for n in app._notifications)
+
+
+async def test_ctrl_s_saves_the_screen_as_svg_in_the_current_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = journey_app("gpt2")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        files = list(tmp_path.glob("fwdtui-transformer.journey-*.svg"))
+        assert len(files) == 1 and not list(tmp_path.glob("*.part"))
+        svg = files[0].read_text(encoding="utf-8")
+        assert svg.startswith("<svg") and "journey" in svg
+        # a folder that cannot be written: a message with the fix, no file, no half-written file
+        blocked = tmp_path / "not-a-folder"
+        blocked.write_text("x")
+        assert app.action_save_svg(blocked) is None
+        await settle(pilot)
+        assert any("Start fwdtui from a folder you can write to" in n.message for n in app._notifications)
+        assert any(f"Saved {files[0]}" in n.message for n in app._notifications)
