@@ -38,6 +38,9 @@ class ModelConfig:
     model_type: str = "gpt2"
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    # One divisor per rotary pair [head_dim/2], applied after rope_scaling: llama.cpp's rope_freqs.weight,
+    # which a GGUF of Llama 3.1 and later carries in place of the rope_scaling of its config.json.
+    rope_freq_factors: tuple[float, ...] | None = None
     tie_word_embeddings: bool = True
     attn_bias: bool = False  # biases on q/k/v (Qwen2 has them)
     attn_out_bias: bool = False
@@ -205,6 +208,18 @@ def _check_llama3_scaling(scaling: dict[str, Any]) -> None:
                           "Fix or re-download config.json.")
 
 
+def _rope_freq_factors(raw: dict[str, Any], head_dim: int) -> tuple[float, ...] | None:
+    """`rope_freq_factors`: not a transformers key but the one the GGUF loader writes from rope_freqs.weight."""
+    factors = raw.get("rope_freq_factors")
+    if factors is None:
+        return None
+    if (not isinstance(factors, list) or len(factors) != head_dim // 2
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1e12 for f in factors)):
+        raise ConfigError(f"config.json: rope_freq_factors must be {head_dim // 2} positive numbers, one per rotary pair.",
+                          "Fix or re-download config.json (beside a GGUF: delete its .f32.safetensors cache).")
+    return tuple(float(f) for f in factors)
+
+
 def _llama_from_hf(raw: dict[str, Any], model_type: str) -> ModelConfig:
     n_embd = _int(raw, "n_embd", "hidden_size")
     n_head = _int(raw, "n_head", "num_attention_heads")
@@ -245,6 +260,7 @@ def _llama_from_hf(raw: dict[str, Any], model_type: str) -> ModelConfig:
         norm_eps=_float(raw, "rms_norm_eps", default=1e-6),
         rope_theta=theta,
         rope_scaling=scaling,
+        rope_freq_factors=_rope_freq_factors(raw, head_dim),
         tie_word_embeddings=_flag(raw, "tie_word_embeddings", False),
         attn_bias=_flag(raw, "attention_bias", False) or is_qwen2,
         attn_out_bias=_flag(raw, "attention_bias", False),

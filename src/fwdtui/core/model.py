@@ -41,9 +41,11 @@ class Model:
             self.weights = gpt2.lay_out_for_decode(self.weights)
         self.tokenizer = tokenizer
         self.info = info or ModelInfo(name="model")
-        self._inv_freq = (
-            rope_frequencies(config.head_dim, config.rope_theta, config.rope_scaling) if config.family == "llama" else None
-        )
+        self._inv_freq: np.ndarray | None = None  # [head_dim/2] rotary frequencies; None for GPT-2
+        if config.family == "llama":
+            self._inv_freq = rope_frequencies(config.head_dim, config.rope_theta, config.rope_scaling)
+            if config.rope_freq_factors is not None:  # llama.cpp's rope_freqs.weight: pair i turns 1/factor_i as fast
+                self._inv_freq = self._inv_freq / np.asarray(config.rope_freq_factors)
 
     def variant(self, config: ModelConfig | None = None, replace_weights: dict[str, np.ndarray] | None = None,
                 name: str | None = None) -> "Model":

@@ -5,6 +5,10 @@ the bytes that are really there, so a truncated, corrupt or foreign file gives a
 (never a huge allocation or another exception). Tensors are dequantized to float32 once, renamed
 to the Hugging Face names of docs/architecture.md, and the result is cached next to the GGUF as
 `<stem>.f32.safetensors`, memory-mapped on every later load.
+
+Llama 3.1 and later GGUFs carry `rope_freqs.weight`: one divisor per rotary pair that llama.cpp's
+converter works out from the model's Llama 3 rope scaling, and that llama.cpp divides each pair's
+frequency by. It is not a weight: it goes into the config as `rope_freq_factors`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from fwdtui.errors import ModelNotFoundError, WeightsError
 from fwdtui.loaders.download import ProgressCallback, _no_progress
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
-CACHE_VERSION = "1"  # bump when the cached contents change meaning
+# Bump when the cached contents change meaning. 2: the config holds rope_freq_factors (a version-1 cache
+# of a file with rope_freqs.weight lacks them, so it must be rebuilt, not trusted).
+CACHE_VERSION = "2"
 GGUF_MAGIC = b"GGUF"
 MAX_DIMS = 4  # ggml tensors have at most 4 dimensions
 
@@ -213,7 +219,7 @@ def _number(value: Any, key: str, kind: type = int) -> Any:
 
 
 def hf_config(reader: Any) -> dict[str, Any]:
-    """A Hugging Face `config.json`-style dict built from the GGUF metadata."""
+    """A Hugging Face `config.json`-style dict built from the GGUF metadata (and its rope_freqs.weight)."""
     arch = architecture(reader)
 
     def need(key: str) -> Any:
@@ -255,7 +261,34 @@ def hf_config(reader: Any) -> dict[str, Any]:
         "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
     }
     _check_config(config, len(reader.tensors))
+    rotated = optional("rope.dimension_count", None)
+    if rotated is not None and int(rotated) != config["head_dim"]:
+        raise WeightsError(
+            f"This GGUF rotates {int(rotated)} of each head's {config['head_dim']} dimensions (partial RoPE); "
+            "fwdtui rotates whole heads.", "Use a Llama, Qwen2 or Mistral GGUF.")
+    factors = rope_freq_factors(reader, config["head_dim"])
+    stretch = linear_rope_factor(reader, arch)
+    if stretch is not None:  # linear scaling divides every position, i.e. every pair's frequency, by one factor
+        factors = [f * stretch for f in (factors or [1.0] * (config["head_dim"] // 2))]
+    if factors is not None:
+        config["rope_freq_factors"] = factors  # our key, not transformers': ModelConfig.from_hf reads it
     return config
+
+
+def linear_rope_factor(reader: Any, arch: str) -> float | None:
+    """`{arch}.rope.scaling.*`: None for plain RoPE, the factor for linear scaling; YaRN and others are refused."""
+    kind = _field(reader, f"{arch}.rope.scaling.type")
+    if kind is None or kind == "none":
+        return None
+    factor = _field(reader, f"{arch}.rope.scaling.factor")
+    if kind != "linear":
+        raise WeightsError(
+            f"This GGUF uses {str(kind)[:40]!r} rope scaling, which fwdtui does not implement (it would run with "
+            "wrong positions).", "Use a GGUF with plain RoPE, linear scaling or Llama 3's rope_freqs.")
+    factor = _number(factor, f"{arch}.rope.scaling.factor", float)
+    if not 0 < factor < 1e6:
+        raise WeightsError(f"{arch}.rope.scaling.factor = {factor!r} is not a positive number.", BAD_FILE_FIX)
+    return factor
 
 
 def _check_config(config: dict[str, Any], n_tensors: int) -> None:
@@ -279,11 +312,14 @@ def tokenizer_meta(reader: Any, path: Path) -> dict[str, Any]:
         "tokens": _field(reader, "tokenizer.ggml.tokens", []),
         "merges": _field(reader, "tokenizer.ggml.merges", []),
         "token_types": _field(reader, "tokenizer.ggml.token_type", []),
+        "scores": _field(reader, "tokenizer.ggml.scores"),  # SentencePiece: which pair merges first
         "bos_id": _field(reader, "tokenizer.ggml.bos_token_id"),
         "eos_id": _field(reader, "tokenizer.ggml.eos_token_id"),
         "unk_id": _field(reader, "tokenizer.ggml.unknown_token_id"),
         "pad_id": _field(reader, "tokenizer.ggml.padding_token_id"),
         "add_bos_token": _field(reader, "tokenizer.ggml.add_bos_token"),
+        "add_eos_token": _field(reader, "tokenizer.ggml.add_eos_token"),
+        "add_space_prefix": _field(reader, "tokenizer.ggml.add_space_prefix"),
         "chat_template": _field(reader, "tokenizer.chat_template"),
         "name": path.stem,  # e.g. SmolLM2-135M-Instruct.Q4_1
     }
@@ -307,8 +343,10 @@ _LAYER_NAMES = {
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
-# Tensors llama.cpp adds that have no Hugging Face weight: precomputed rotary tables.
-_SKIPPED = {"rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"}
+ROPE_FREQS = "rope_freqs.weight"  # read into the config by `rope_freq_factors`, not a weight
+# Phi-3's LongRoPE tables. llama.cpp writes them only for architectures `architecture` refuses (phi3, phimoe,
+# minicpm, minicpm3), so no file that gets as far as its tensors holds them; they are named here, not refused.
+_SKIPPED = {"rope_factors_long.weight", "rope_factors_short.weight"}
 
 
 def hf_name(gguf_name: str) -> str | None:
@@ -338,6 +376,34 @@ def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def rope_freq_factors(reader: Any, head_dim: int) -> list[float] | None:
+    """The divisor of each rotary pair's frequency from `rope_freqs.weight` [head_dim/2], or None without one.
+
+    llama.cpp turns pair i by position * base_freq_i / factor_i; its converter writes these factors for
+    Llama 3 rope scaling (1 for fast pairs, the scaling factor for slow ones, a blend between).
+    """
+    from fwdtui.loaders.dequant import dequantize
+
+    tensor = next((t for t in reader.tensors if t.name == ROPE_FREQS), None)
+    if tensor is None:
+        return None
+    n_pairs = head_dim // 2
+    n_values = int(np.prod(tensor.shape.tolist(), dtype=np.int64))
+    if n_values != n_pairs:
+        raise WeightsError(
+            f"{ROPE_FREQS} holds {n_values} values, but heads of {head_dim} dimensions rotate {n_pairs} pairs: "
+            "the file and its metadata disagree.", BAD_FILE_FIX)
+    try:
+        factors = dequantize(tensor.data, tensor.tensor_type, (n_pairs,)).astype(np.float64)
+    except (ValueError, NotImplementedError) as err:
+        raise WeightsError(f"Cannot dequantize {ROPE_FREQS} ({tensor.tensor_type.name}): {err}", BAD_FILE_FIX) from err
+    bad = np.flatnonzero(~((factors > 0) & (factors < 1e12)))  # nan fails both comparisons
+    if bad.size:
+        raise WeightsError(f"{ROPE_FREQS} holds {factors[bad[0]]:g} for pair {bad[0]}; each factor must be a "
+                           "positive number below 1e12.", BAD_FILE_FIX)
+    return factors.tolist()  # exact float32 values as Python floats: they survive JSON unchanged
+
+
 def read_weights(reader: Any, config: dict[str, Any], progress: ProgressCallback) -> dict[str, np.ndarray]:
     """Every tensor dequantized to float32, in Hugging Face names, shapes and row order."""
     from fwdtui.loaders.dequant import dequantize
@@ -347,7 +413,7 @@ def read_weights(reader: Any, config: dict[str, Any], progress: ProgressCallback
     for i, tensor in enumerate(reader.tensors):
         name = hf_name(tensor.name)
         if name is None:
-            if tensor.name in _SKIPPED:
+            if tensor.name == ROPE_FREQS or tensor.name in _SKIPPED:
                 continue
             raise WeightsError(f"Unexpected tensor {tensor.name!r} in a {config['model_type']} GGUF.", BAD_FILE_FIX)
         progress(f"Dequantizing {tensor.name} ({tensor.tensor_type.name})", i, n)
@@ -476,6 +542,8 @@ def load_gguf(path: str | Path, progress: ProgressCallback | None = None) -> tup
     path = Path(path)
     progress = progress or _no_progress
     cached = read_cache(path) if path.is_file() else None
+    if cached is not None and cached[2].get("model") == "llama" and "scores" not in cached[2]:
+        cached = None  # cached before fwdtui read SentencePiece tokenizers: their scores were not kept
     if cached is not None:
         progress(f"Memory-mapped {cache_path(path).name}", 1, 1)
         return cached
@@ -490,11 +558,16 @@ def load_gguf(path: str | Path, progress: ProgressCallback | None = None) -> tup
 
 
 def tokenizer_from_meta(tok_meta: dict) -> Any:
-    """Build our BPE tokenizer from the GGUF's tokenizer data."""
+    """Build our tokenizer from the GGUF's tokenizer data: byte-level BPE ("gpt2") or SentencePiece ("llama")."""
+    if tok_meta.get("model") == "llama":
+        from fwdtui.tokenizers.spm import from_gguf_metadata as spm_from_gguf_metadata
+
+        return spm_from_gguf_metadata(tok_meta)
     if tok_meta.get("model") not in (None, "gpt2"):
         raise WeightsError(
-            f"This GGUF uses a {tok_meta.get('model')!r} tokenizer; fwdtui reads byte-level BPE ('gpt2') ones.",
-            "Pass --model PATH to a model with a byte-level BPE tokenizer (GPT-2, SmolLM2, Llama 3, Qwen2.5).",
+            f"This GGUF uses a {tok_meta.get('model')!r} tokenizer; fwdtui reads byte-level BPE ('gpt2') "
+            "and SentencePiece ('llama') ones.",
+            "Pass --model PATH to a model with one of those (Llama 2, Mistral, GPT-2, SmolLM2, Llama 3, Qwen2.5).",
         )
     from fwdtui.tokenizers.bpe import from_gguf_metadata  # imported here: tokenizers need not exist to read weights
 
