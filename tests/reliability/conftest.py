@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-
 import pytest
 
 from fwdtui.testing import write_tiny_model_folder
@@ -30,12 +27,3 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory):
     write_tiny_model_folder(folder, "llama")
     return folder
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run the async Pilot tests of this folder with asyncio (no async pytest plugin is installed)."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(pyfuncitem.obj(**args))
-    return True

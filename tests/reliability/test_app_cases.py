@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ui.ui_helpers import assert_drawn, screen_text, settle
 
 from fwdtui.app import FwdtuiApp
 from fwdtui.chapters.base import Chapter
@@ -20,24 +21,6 @@ from fwdtui.testing import random_model
 
 PROMPT = "the cat sat"
 SMALL_NOTICE = "needs at least 80x24"
-
-
-def screen_text(app) -> str:
-    """What the terminal shows, as plain text."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)
-
-
-async def settle(pilot, times: int = 3) -> None:
-    """Let workers finish (a failed one is the app's to show) and the screen refresh."""
-    from textual.worker import WorkerCancelled, WorkerFailed
-
-    for _ in range(times):
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except (WorkerFailed, WorkerCancelled):  # a newer computation cancelled an older one: expected
-            pass
-        await pilot.pause()
 
 
 class Gate:
@@ -194,8 +177,7 @@ async def test_chapters_switched_faster_than_they_compute(monkeypatch: pytest.Mo
         gate.release()
         await settle(pilot, times=5)
         assert app.is_running and isinstance(app.screen, Chapter)
-        text = screen_text(app)
-        assert "This view failed" not in text and "Traceback" not in text
+        assert_drawn(screen_text(app))
 
 
 async def test_prompts_that_need_notices_in_the_app() -> None:

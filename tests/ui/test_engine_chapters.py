@@ -8,6 +8,8 @@ import re
 import pytest
 from ui_helpers import chapter_app, read_screen
 
+from fwdtui.chapters.engine.serving import CELL_MAX, COLUMNS, FRAMEWORKS
+
 
 SIZES = [(80, 24), (100, 30)]
 
@@ -107,10 +109,22 @@ async def test_serving_table_without_a_model(size) -> None:
     async with app.run_test(size=size) as pilot:
         text = await read_screen(app, pilot)
         assert "vLLM" in text and "PagedAttention" in text and "Ollama" in text
+        assert "December 2026" in text  # the date the cells were checked, on the first screen
         text = await read_screen(app, pilot, ["down", "down"])
         assert "▶ llama.cpp" in text
         await read_screen(app, pilot, ["right"])
         assert "GGUF: Q2_K" in _visual(app)
+        for _ in range(5):  # every column in turn at the left of the table: no cell is cut short
+            assert "…" not in _visual(app).split("Table:")[0]
+            await read_screen(app, pilot, ["right"])
+        await read_screen(app, pilot, ["up"])
+        assert "maintenance mode" in _visual(app).replace("\n", " ")  # TGI's summary says so
+
+
+def test_serving_cells_fit_the_table() -> None:
+    too_long = [(f.name, getattr(f, attr)) for f in FRAMEWORKS for _, attr in COLUMNS
+                if len(getattr(f, attr)) > CELL_MAX]
+    assert not too_long
 
 
 @pytest.mark.parametrize("size", SIZES)

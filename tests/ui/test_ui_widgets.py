@@ -1,14 +1,16 @@
 """The interactive widgets in a small app: keys move the selection, pin tokens, move the heatmap cursor;
-the canvas redraws for its size."""
+the canvas redraws for its size; a chapter's picture scrolls with j/k, or with the arrows once focused."""
 
 from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
 from ui_helpers import screen_text
 
-from fwdtui.widgets.canvas import Canvas
+from fwdtui.widgets.canvas import SCROLL_BINDINGS, Canvas, Picture
 from fwdtui.widgets.heatmap import Heatmap, HeatmapData
 from fwdtui.widgets.token_strip import TokenStrip, token_piece
 
@@ -94,3 +96,63 @@ async def test_filled_canvas_gets_the_free_height_and_a_failing_painter_shows_it
         fill.paint_with(lambda width, height: Text(str(1 / 0)))
         await pilot.pause()
         assert "stage failed (ZeroDivisionError: division by zero); press space" in screen_text(app)
+
+
+# --- Picture: a chapter's canvas in a scroll area --------------------------------------------
+
+
+class PictureScreen(Picture, Screen[None]):
+    PICTURE = "demo"
+    BINDINGS = [*SCROLL_BINDINGS]
+    AUTO_FOCUS = ""  # as in a chapter: nothing is focused until Tab
+
+    def __init__(self, focusable: bool) -> None:
+        super().__init__()
+        self.picture_focusable = focusable
+
+    def compose(self) -> ComposeResult:
+        yield from self.picture_area(focusable=self.picture_focusable)
+
+    def on_mount(self) -> None:
+        self.picture_canvas().show(lambda width: Text("\n".join(f"line {i}" for i in range(60))))
+
+
+class PictureApp(App[None]):
+    def __init__(self, focusable: bool = False) -> None:
+        super().__init__()
+        self.picture_focusable = focusable
+
+    def on_mount(self) -> None:
+        self.push_screen(PictureScreen(self.picture_focusable))
+
+
+async def test_picture_scrolls_with_j_and_k_and_never_takes_focus() -> None:
+    app = PictureApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, PictureScreen)
+        scroll = screen.query_one("#demo-scroll", VerticalScroll)
+        assert screen.picture_scroll() is scroll and screen.picture_canvas().parent is scroll
+        assert screen.picture_canvas().size.height == 60 and scroll.size.height == 24
+        await pilot.press("j", "j")
+        await pilot.pause()
+        assert scroll.scroll_y == 6 and "line 6" in screen_text(app).splitlines()[0]
+        await pilot.press("k")
+        await pilot.pause()
+        assert scroll.scroll_y == 3
+        await pilot.press("tab")
+        assert app.focused is None  # the chapter keeps every key
+
+
+async def test_focusable_picture_scrolls_with_the_arrows_after_tab() -> None:
+    app = PictureApp(focusable=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        scroll = app.screen.query_one("#demo-scroll", VerticalScroll)
+        await pilot.press("down")
+        await pilot.pause()
+        assert scroll.scroll_y == 0  # nothing focused yet
+        await pilot.press("tab", "down", "down")
+        await pilot.pause()
+        assert app.focused is scroll and scroll.scroll_y == 2

@@ -1,5 +1,5 @@
-"""What the embedding chapters share: short token labels, wrapped prose, a scrolling canvas, and a
-labelled text scatter plot for 2-D maps of word vectors."""
+"""What the embedding chapters share: short token labels, wrapped prose, and a labelled text scatter plot
+for 2-D maps of word vectors; their picture is `fwdtui.widgets.canvas.Picture` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from typing import Sequence
 
 import numpy as np
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
 
-from fwdtui.widgets.canvas import Canvas
+from fwdtui.widgets.canvas import Picture
 from fwdtui.widgets.palette import DIM, cell_style, xterm
 from fwdtui.widgets.token_strip import token_piece
 
@@ -50,12 +48,6 @@ def dim(text: str) -> Text:
 def keys_line(text: str) -> Text:
     """The chapter's playground keys, as a dim line."""
     return Text("keys: " + text + "\n", style=DIM)
-
-
-def canvas_area(name: str) -> ComposeResult:
-    """A scroll area holding one canvas (id `<name>-canvas`), the usual visual of these chapters."""
-    with VerticalScroll(id=f"{name}-scroll"):
-        yield Canvas(id=f"{name}-canvas")
 
 
 GROUP_COLOURS = tuple(xterm(i) for i in (39, 214, 118, 199, 226, 51, 141))  # bright, told apart easily
@@ -107,4 +99,4 @@ def scatter(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str], wi
     return out
 
 
-__all__ = ["Canvas", "fmt_bytes", "canvas_area", "dim", "keys_line", "label", "para", "scatter", "shown"]
+__all__ = ["Picture", "dim", "fmt_bytes", "keys_line", "label", "para", "scatter", "shown"]

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, keys_line, para, shown
+from fwdtui.chapters.embeddings._common import Picture, dim, keys_line, para, shown
 from fwdtui.core import embedding_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
@@ -23,8 +23,9 @@ class AnalogiesResult:
 
 
 @register
-class AnalogiesChapter(Chapter):
+class AnalogiesChapter(Picture, Chapter):
     ID = "embeddings.analogies"
+    PICTURE = "analogies"
     SECTION = "embeddings"
     TITLE = "Analogies"
     SUMMARY = "king - man + woman: vector arithmetic on the model's input embeddings, and where it fails."
@@ -50,7 +51,7 @@ the screen says which, with the expected word's score and rank.
         self.unit = True
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("analogies")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> AnalogiesResult:
         model = snapshot.require_model()
@@ -75,7 +76,7 @@ the screen says which, with the expected word's score and rank.
     def draw(self, result: AnalogiesResult) -> None:
         i = min(self.set_index, len(result.results) - 1)
         self.update_breadcrumb(f"analogy {i + 1} of {len(result.results)}")
-        self.query_one("#analogies-canvas", Canvas).show(lambda width: self._picture(result, i, width))
+        self.picture_canvas().show(lambda width: self._picture(result, i, width))
 
     def _picture(self, result: AnalogiesResult, i: int, width: int) -> Text:
         r = result.results[i]

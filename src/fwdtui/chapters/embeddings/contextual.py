@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, keys_line, shown
+from fwdtui.chapters.embeddings._common import Picture, dim, keys_line, shown
 from fwdtui.core import embedding_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import ACCENT
@@ -36,8 +36,9 @@ class ContextualResult:
 
 
 @register
-class ContextualChapter(Chapter):
+class ContextualChapter(Picture, Chapter):
     ID = "embeddings.contextual"
+    PICTURE = "contextual"
     SECTION = "embeddings"
     TITLE = "Contextual representations"
     SUMMARY = "The same word in two contexts, layer by layer: where the model tells the meanings apart."
@@ -61,7 +62,7 @@ next token if it stopped there.
         self.set_index = 0  # len(CONTEXT_SETS): the prompt's last word
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("contextual")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> ContextualResult:
         model = snapshot.require_model()
@@ -82,7 +83,7 @@ next token if it stopped there.
     def draw(self, result: ContextualResult) -> None:
         c = result.ctx
         self.update_breadcrumb(f"'{c.word}'" + (" · prompt" if result.from_prompt else ""))
-        self.query_one("#contextual-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def _sentence(self, tag: str, text: str, token: str, width: int) -> Text:
         line = Text(f"{tag} ", style="bold")

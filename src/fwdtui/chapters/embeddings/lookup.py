@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, fmt_bytes, keys_line, label
+from fwdtui.chapters.embeddings._common import Picture, dim, fmt_bytes, keys_line, label
 from fwdtui.core import embedding_lab, gpt2
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import ACCENT
@@ -37,8 +37,9 @@ class LookupResult:
 
 
 @register
-class LookupChapter(Chapter):
+class LookupChapter(Picture, Chapter):
     ID = "embeddings.lookup"
+    PICTURE = "lookup"
     SECTION = "embeddings"
     TITLE = "The lookup table"
     SUMMARY = "A token id selects one row of a matrix: the first thing the model does with your prompt."
@@ -64,7 +65,7 @@ row: context only arrives later, through attention.
         self.token_index = 0
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("lookup")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> LookupResult:
         model = snapshot.require_model()
@@ -91,7 +92,7 @@ row: context only arrives later, through attention.
     def draw(self, result: LookupResult) -> None:
         self.token_index = min(self.token_index, len(result.ids) - 1)
         self.update_breadcrumb(f"token #{self.token_index} of {len(result.ids)}")
-        self.query_one("#lookup-canvas", Canvas).show(lambda width: self._picture(result, self.token_index, width))
+        self.picture_canvas().show(lambda width: self._picture(result, self.token_index, width))
 
     def _picture(self, r: LookupResult, i: int, width: int) -> Text:
         out = Text(no_wrap=True, overflow="crop")

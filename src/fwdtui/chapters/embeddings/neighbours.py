@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, keys_line, label, scatter, shown
+from fwdtui.chapters.embeddings._common import Picture, dim, keys_line, label, scatter, shown
 from fwdtui.core import embedding_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
@@ -31,8 +31,9 @@ class NeighboursResult:
 
 
 @register
-class NeighboursChapter(Chapter):
+class NeighboursChapter(Picture, Chapter):
     ID = "embeddings.neighbours"
+    PICTURE = "neighbours"
     SECTION = "embeddings"
     TITLE = "Similar tokens cluster"
     SUMMARY = "Nearest neighbours by cosine in the real embedding table, and a 2-D map of word groups."
@@ -60,7 +61,7 @@ most), so it keeps only part of the picture: the share of variance says how much
         self.show_map = False
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("neighbours")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> NeighboursResult:
         model = snapshot.require_model()
@@ -104,7 +105,7 @@ most), so it keeps only part of the picture: the share of variance says how much
     def draw(self, result: NeighboursResult) -> None:
         view = "2-D map" if self.show_map else f"neighbours of '{result.query_label}'"
         self.update_breadcrumb(view)
-        canvas = self.query_one("#neighbours-canvas", Canvas)
+        canvas = self.picture_canvas()
         if self.show_map:
             canvas.paint_with(lambda width, height: self._map(result, width, canvas.room()))
         else:

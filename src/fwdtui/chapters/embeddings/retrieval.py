@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, keys_line, para
+from fwdtui.chapters.embeddings._common import Picture, dim, keys_line, para
 from fwdtui.core import embedding_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import ACCENT
@@ -59,8 +59,9 @@ def rankings(r: RetrievalResult, how: str, centre: bool) -> Rankings:
 
 
 @register
-class RetrievalChapter(Chapter):
+class RetrievalChapter(Picture, Chapter):
     ID = "embeddings.retrieval"
+    PICTURE = "retrieval"
     SECTION = "embeddings"
     TITLE = "Retrieval"
     SUMMARY = "RAG on a small document set: rank passages with the model's vectors and with TF-IDF."
@@ -89,7 +90,7 @@ can see which one ranks better on this model, not just on one query.
         self.centre = True
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("retrieval")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> RetrievalResult | None:
         model = snapshot.require_model()
@@ -126,7 +127,7 @@ can see which one ranks better on this model, not just on one query.
         who = "your prompt" if result.expected is None else f"question {self.query_index}"
         self.update_breadcrumb(f"query: {who}")
         ranks = rankings(result, self.how, self.centre)
-        self.query_one("#retrieval-canvas", Canvas).show(lambda width: self._picture(result, ranks, width))
+        self.picture_canvas().show(lambda width: self._picture(result, ranks, width))
 
     def _top(self, title: str, order: np.ndarray, sims: np.ndarray, expected: str | None, width: int) -> Text:
         out = Text(title + "\n", style="bold")

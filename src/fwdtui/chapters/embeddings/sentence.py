@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, keys_line, para
+from fwdtui.chapters.embeddings._common import Picture, dim, keys_line, para
 from fwdtui.core import embedding_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.heatmap import HeatmapData, render_heatmap
@@ -31,8 +31,9 @@ def sentence_vectors(hidden: tuple[np.ndarray, ...], how: str, centre: bool) -> 
 
 
 @register
-class SentenceChapter(Chapter):
+class SentenceChapter(Picture, Chapter):
     ID = "embeddings.sentence"
+    PICTURE = "sentence"
     SECTION = "embeddings"
     TITLE = "Sentence embeddings"
     SUMMARY = "Pool the token vectors of a sentence into one, and compare sentences by cosine."
@@ -64,7 +65,7 @@ with the same meaning end up close and others far apart.
         self.cell = (0, 1)
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("sentence")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> SentenceResult | None:
         model = snapshot.require_model()
@@ -94,7 +95,7 @@ with the same meaning end up close and others far apart.
         if result is None:
             return
         self.update_breadcrumb(f"{self.how} pooling{' · centred' if self.centre else ''}")
-        self.query_one("#sentence-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def _picture(self, r: SentenceResult, width: int) -> Text:
         vecs = sentence_vectors(r.hidden, self.how, self.centre)

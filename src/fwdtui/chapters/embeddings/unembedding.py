@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.embeddings._common import Canvas, canvas_area, dim, keys_line, label
+from fwdtui.chapters.embeddings._common import Picture, dim, keys_line, label
 from fwdtui.core import embedding_lab, gpt2, llama
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
@@ -33,8 +33,9 @@ class UnembeddingResult:
 
 
 @register
-class UnembeddingChapter(Chapter):
+class UnembeddingChapter(Picture, Chapter):
     ID = "embeddings.unembedding"
+    PICTURE = "unembedding"
     SECTION = "embeddings"
     TITLE = "The unembedding"
     SUMMARY = "From the last vector back to one score per token: the final norm, then a dot product per row."
@@ -61,7 +62,7 @@ norm shows why that step matters.
         self.k = 5
 
     def compose_visual(self) -> ComposeResult:
-        yield from canvas_area("unembedding")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> UnembeddingResult:
         model = snapshot.require_model()
@@ -91,7 +92,7 @@ norm shows why that step matters.
         family = gpt2 if result.family == "gpt2" else llama
         self.set_code((family.final_norm, family.unembed, embedding_lab.unembed_position))  # the loaded family's own
         self.update_breadcrumb(f"position #{result.u.position} of {len(result.ids)}")
-        self.query_one("#unembedding-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def _picture(self, r: UnembeddingResult, width: int) -> Text:
         u = r.u

@@ -8,8 +8,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import (ACCENT, DIM, Canvas, bar, canvas_area, colour, fmt_seconds, heading,
-                                            note)
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, bar, colour, fmt_seconds, heading, note
 from fwdtui.core import engine_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import cell_style
@@ -50,8 +49,9 @@ def simulate(cost: engine_lab.PassCost, batch_size: int, seed: int) -> Simulated
 
 
 @register
-class BatchingChapter(Chapter):
+class BatchingChapter(Picture, Chapter):
     ID = "engine.batching"
+    PICTURE = "batching"
     SECTION = "engine"
     TITLE = "Batching"
     SUMMARY = "Static against continuous batching, simulated with this model's measured step costs."
@@ -80,7 +80,7 @@ requests, each step costing what a real pass of this model took. `b` batch size,
         self.sims: tuple[engine_lab.PassCost, Simulated] | None = None
 
     def compose_visual(self):
-        yield from canvas_area("batching-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> BatchingResult:
         model = snapshot.require_model()
@@ -102,7 +102,7 @@ requests, each step costing what a real pass of this model took. `b` batch size,
             return
         sims = self.sims[1] if self.sims is not None and self.sims[0] is result.cost else result.sims
         self.update_breadcrumb(f"batch {sims.batch_size} · mix {sims.seed}")
-        self.query_one("#batching-canvas", Canvas).show(lambda width: self._picture(result, sims, width))
+        self.picture_canvas().show(lambda width: self._picture(result, sims, width))
 
     def _resimulate(self) -> None:
         if self.result is None:

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import ACCENT, DIM, Canvas, canvas_area, fmt_bytes, heading, note
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, fmt_bytes, heading, note
 from fwdtui.core import engine_lab, ops
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import SEQUENTIAL, cell_style
@@ -31,8 +31,9 @@ class FlashResult:
 
 
 @register
-class FlashAttentionChapter(Chapter):
+class FlashAttentionChapter(Picture, Chapter):
     ID = "engine.flash-attention"
+    PICTURE = "flash"
     SECTION = "engine"
     TITLE = "FlashAttention"
     SUMMARY = "Tiled attention with an online softmax: the same numbers without the full score matrix."
@@ -62,7 +63,7 @@ the tiles, `b` tile size, `l` layer, `h` head.
         self.step = 0
 
     def compose_visual(self):
-        yield from canvas_area("flash-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> FlashResult:
         model = snapshot.require_model()
@@ -78,7 +79,7 @@ the tiles, `b` tile size, `l` layer, `h` head.
     def draw(self, result: FlashResult) -> None:
         self.step = int(np.clip(self.step, 0, len(result.steps) - 1))
         self.update_breadcrumb(f"layer {result.layer} · head {result.head} · tile {self.step + 1}/{len(result.steps)}")
-        self.query_one("#flash-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_walk(self, delta: int) -> None:
         self.step += delta

@@ -9,8 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import (ACCENT, DIM, Canvas, bar, canvas_area, fmt_bytes, fmt_seconds, heading,
-                                            note, piece)
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, bar, fmt_bytes, fmt_seconds, heading, note, piece
 from fwdtui.core import engine_lab
 from fwdtui.core.kv_cache import KVCache
 from fwdtui.session import Snapshot
@@ -34,8 +33,9 @@ class KvResult:
 
 
 @register
-class KvCacheChapter(Chapter):
+class KvCacheChapter(Picture, Chapter):
     ID = "engine.kv-cache"
+    PICTURE = "kv"
     SECTION = "engine"
     TITLE = "The KV cache"
     SUMMARY = "Keeping keys and values instead of recomputing them: same logits, flat cost per token."
@@ -61,7 +61,7 @@ length. Below, both ways run on your prompt: the logits agree to float rounding,
         self.show_values = False
 
     def compose_visual(self):
-        yield from canvas_area("kv-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> KvResult:
         model = snapshot.require_model()
@@ -82,7 +82,7 @@ length. Below, both ways run on your prompt: the logits agree to float rounding,
         self.head_index %= result.n_kv_head
         kind = "values" if self.show_values else "keys"
         self.update_breadcrumb(f"layer {self.layer_index} · kv head {self.head_index} · {kind}")
-        self.query_one("#kv-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_layer(self) -> None:
         self.layer_index += 1

@@ -10,8 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import (ACCENT, DIM, Canvas, bar, canvas_area, colour, fmt_bytes, heading, note,
-                                            piece)
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, bar, colour, fmt_bytes, heading, note, piece
 from fwdtui.core import engine_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import cell_style
@@ -49,8 +48,9 @@ def build_view(run: engine_lab.InterleavedRun, block_size: int) -> PagedView:
 
 
 @register
-class PagedAttentionChapter(Chapter):
+class PagedAttentionChapter(Picture, Chapter):
     ID = "engine.paged-attention"
+    PICTURE = "paged"
     SECTION = "engine"
     TITLE = "PagedAttention"
     SUMMARY = "The KV cache in fixed-size pages with a block table per request: same attention, less waste."
@@ -79,7 +79,7 @@ written in the order a server interleaves them. `b` page size, `s` another reque
         self.view: tuple[engine_lab.InterleavedRun, PagedView] | None = None
 
     def compose_visual(self):
-        yield from canvas_area("paged-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> PagedResult:
         model = snapshot.require_model()
@@ -94,7 +94,7 @@ written in the order a server interleaves them. `b` page size, `s` another reque
         self.selected %= len(result.run.names)
         name = result.run.names[self.selected]
         self.update_breadcrumb(f"pages of {view.block_size}")
-        self.query_one("#paged-canvas", Canvas).show(lambda width: self._picture(result, view, width))
+        self.picture_canvas().show(lambda width: self._picture(result, view, width))
 
     def action_page_size(self) -> None:
         self.page_index = (self.page_index + 1) % len(PAGE_SIZES)

@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import (ACCENT, DIM, Canvas, bar, canvas_area, fmt_bytes, fmt_count,
-                                            fmt_seconds, heading, note, piece)
+from fwdtui.chapters.engine._common import (ACCENT, DIM, Picture, bar, fmt_bytes, fmt_count, fmt_seconds, heading,
+                                            note, piece)
 from fwdtui.core import engine_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.plots import sparkline
@@ -28,8 +28,9 @@ class PrefillDecodeResult:
 
 
 @register
-class PrefillDecodeChapter(Chapter):
+class PrefillDecodeChapter(Picture, Chapter):
     ID = "engine.prefill-decode"
+    PICTURE = "pd"
     SECTION = "engine"
     TITLE = "Prefill and decode"
     SUMMARY = "One pass over the prompt, then a token at a time: timed on this model, on this CPU."
@@ -54,7 +55,7 @@ Below: real wall times of the loaded model on your prompt (`+`/`-` more or fewer
         self.decode_index = 1
 
     def compose_visual(self):
-        yield from canvas_area("pd-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> PrefillDecodeResult:
         model = snapshot.require_model()
@@ -66,7 +67,7 @@ Below: real wall times of the loaded model on your prompt (`+`/`-` more or fewer
 
     def draw(self, result: PrefillDecodeResult) -> None:
         self.update_breadcrumb(f"{result.timing.n_prompt} prompt tokens · {len(result.timing.decode_seconds)} decoded")
-        self.query_one("#pd-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_steps(self, delta: int) -> None:
         self.decode_index = int(np.clip(self.decode_index + delta, 0, len(DECODE_CHOICES) - 1))

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import ACCENT, DIM, Canvas, canvas_area, fmt_bytes, fmt_seconds, heading, note
+from fwdtui.chapters.engine._common import ACCENT, Picture, fmt_bytes, fmt_seconds, heading, note
 from fwdtui.core import engine_lab
 from fwdtui.session import Snapshot
 
@@ -26,8 +26,9 @@ class PrefixResult:
 
 
 @register
-class PrefixCachingChapter(Chapter):
+class PrefixCachingChapter(Picture, Chapter):
     ID = "engine.prefix-caching"
+    PICTURE = "prefix"
     SECTION = "engine"
     TITLE = "Prefix caching"
     SUMMARY = "Reusing the KV cache of a shared prefix: equal logits, less prefill."
@@ -47,7 +48,7 @@ your prompt plus another: B reuses A's cache cut back to the prompt. `f` other f
         self.pair = 0
 
     def compose_visual(self):
-        yield from canvas_area("prefix-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> PrefixResult:
         model = snapshot.require_model()
@@ -61,7 +62,7 @@ your prompt plus another: B reuses A's cache cut back to the prompt. `f` other f
 
     def draw(self, result: PrefixResult) -> None:
         self.update_breadcrumb(f"{result.reuse.n_prefix} shared tokens")
-        self.query_one("#prefix-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_follow_up(self) -> None:
         self.pair += 1

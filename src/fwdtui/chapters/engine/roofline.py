@@ -9,8 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import (ACCENT, DIM, Canvas, canvas_area, fmt_bytes, fmt_seconds, heading,
-                                            note)
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, fmt_bytes, fmt_seconds, note
 from fwdtui.core import engine_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.palette import SEQUENTIAL, cell_style
@@ -30,8 +29,9 @@ class RooflineResult:
 
 
 @register
-class RooflineChapter(Chapter):
+class RooflineChapter(Picture, Chapter):
     ID = "engine.roofline"
+    PICTURE = "roof"
     SECTION = "engine"
     TITLE = "Memory and the roofline"
     SUMMARY = "Why decoding is bound by memory: measured bandwidth, the decode ceiling, the roofline."
@@ -49,7 +49,7 @@ again.
     BINDINGS = [Binding("t", "remeasure", "Measure again", tooltip="Measure bandwidth, compute and the model again")]
 
     def compose_visual(self):
-        yield from canvas_area("roof-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> RooflineResult:
         model = snapshot.require_model()
@@ -68,7 +68,7 @@ again.
         if result is None:
             return
         self.update_breadcrumb(f"{result.roof.bandwidth / 1e9:.1f} GB/s · {result.roof.peak_flops / 1e9:.0f} GFLOP/s")
-        self.query_one("#roof-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_remeasure(self) -> None:
         self.recompute()

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import ACCENT, DIM, Canvas, canvas_area, heading, note, piece
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, note, piece
 from fwdtui.core import engine_lab, ops, sampling
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
@@ -31,8 +31,9 @@ class SamplingResult:
 
 
 @register
-class SamplingChapter(Chapter):
+class SamplingChapter(Picture, Chapter):
     ID = "engine.sampling"
+    PICTURE = "sampling"
     SECTION = "engine"
     TITLE = "Sampling strategies"
     SUMMARY = "Greedy, temperature, top-k, top-p, min-p and a repetition penalty on the real distribution."
@@ -67,7 +68,7 @@ penalty** pushes down tokens already in the text. Keys: `t` temperature, `k` top
                                           PENALTIES[c["r"]])
 
     def compose_visual(self):
-        yield from canvas_area("sampling-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> SamplingResult:
         model = snapshot.require_model()
@@ -78,7 +79,7 @@ penalty** pushes down tokens already in the text. Keys: `t` temperature, `k` top
         s = self.settings()
         self.update_breadcrumb(f"T={s.temperature} top-k={s.top_k} top-p={s.top_p} min-p={s.min_p} "
                                f"pen={s.repetition_penalty}")
-        self.query_one("#sampling-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_cycle(self, knob: str) -> None:
         sizes = {"t": TEMPERATURES, "k": TOP_KS, "p": TOP_PS, "m": MIN_PS, "r": PENALTIES}

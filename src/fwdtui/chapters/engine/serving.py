@@ -24,34 +24,45 @@ class Framework:
     summary: str  # our own words
 
 
+# Each cell is checked against the project's own documentation or source (see AS_OF); keep cells within
+# CELL_MAX characters so the table never cuts one short, and the summaries in our own words.
 FRAMEWORKS = (
     Framework("vLLM", "GPUs (also CPU, TPU)", "PagedAttention", "continuous", "yes (block hashes)",
-              "draft model, n-gram, EAGLE, MTP", "GPTQ, AWQ, FP8, INT8, GGUF",
+              "EAGLE, MTP, draft, n-gram", "FP8, NVFP4, INT8, GPTQ/AWQ",
               "The project that introduced PagedAttention: the KV cache in fixed blocks with a block table per "
               "request, so memory is not reserved for the longest possible answer. A scheduler admits and "
-              "preempts requests every step; an OpenAI-compatible HTTP server on top."),
-    Framework("TGI", "GPUs, Gaudi, Inferentia", "paged", "continuous", "yes", "Medusa, n-gram",
-              "GPTQ, AWQ, bitsandbytes, EETQ, FP8",
+              "preempts requests every step; an OpenAI-compatible HTTP server on top. GGUF files now need a "
+              "separate plugin."),
+    Framework("TGI", "GPUs, Gaudi, Inferentia", "paged", "continuous", "yes (since v3)", "Medusa, n-gram",
+              "GPTQ, AWQ, FP8, EETQ, EXL2",
               "Hugging Face's Text Generation Inference: a Rust router in front of Python model servers, with "
-              "continuous batching, paged attention kernels and tensor parallelism; it runs behind Hugging Face's "
-              "own inference endpoints."),
-    Framework("llama.cpp", "CPUs, Apple, GPUs", "one cache, slots", "continuous (server slots)", "per slot",
-              "draft model", "GGUF: Q2_K … Q8_0, IQ formats",
-              "C/C++ with no dependencies; runs quantized GGUF files on laptops and phones, CPU first, with "
-              "Metal, CUDA and Vulkan back ends. Its server splits one KV cache between parallel slots."),
-    Framework("SGLang", "GPUs (also TPU, CPU)", "paged (token-level)", "continuous", "RadixAttention",
-              "EAGLE, draft model", "GPTQ, AWQ, FP8, INT4",
+              "continuous batching, paged attention and tensor parallelism. In maintenance mode since December "
+              "2025 (minor fixes only): its maintainers now point new users to vLLM, SGLang, llama.cpp or MLX."),
+    Framework("llama.cpp", "CPUs, Apple, GPUs", "one cache, slots", "continuous (server slots)",
+              "prompt cache (slot + RAM)", "draft, EAGLE3, MTP, n-gram", "GGUF: Q2_K–Q8_0, IQ types",
+              "Plain C/C++ with no dependencies; runs quantized GGUF files on laptops, desktops and servers, on "
+              "CPUs and through Metal, CUDA, HIP, Vulkan or SYCL, splitting a model between CPU and GPU when it "
+              "does not fit. Its server shares one KV cache between parallel slots and keeps old prompts in RAM "
+              "to reuse."),
+    Framework("SGLang", "GPUs (also TPU, NPU, CPU)", "paged token pool", "continuous", "RadixAttention",
+              "EAGLE, MTP, draft, n-gram", "GPTQ, AWQ, FP8, FP4",
               "Keeps every cached prefix in a radix tree, so requests that share any prefix (few-shot examples, "
-              "agent loops, chat turns) reuse it automatically; a fast scheduler and structured-output decoding."),
-    Framework("TensorRT-LLM", "NVIDIA GPUs", "paged", "in-flight", "yes (KV reuse)", "draft, Medusa, EAGLE, lookahead",
-              "FP8, FP4, INT8/INT4 weight-only, AWQ",
-              "NVIDIA's compiler route: the model is built into an optimised engine with fused kernels for a "
-              "given GPU; the fastest on that hardware, the least flexible to set up."),
-    Framework("Ollama", "CPUs, Apple, GPUs", "llama.cpp's", "parallel requests", "per slot", "-",
-              "GGUF (llama.cpp's)",
-              "A friendly wrapper around llama.cpp: one command pulls a model and serves it locally, with a "
-              "model library, a Modelfile format and a local REST API. For one user on one machine."),
+              "agent loops, chat turns) reuse it automatically; a low-overhead scheduler and fast structured "
+              "(JSON, regex) output."),
+    Framework("TensorRT-LLM", "NVIDIA GPUs", "paged blocks", "in-flight", "yes (KV block reuse)",
+              "EAGLE3, MTP, draft, n-gram", "FP8, NVFP4, INT4 AWQ/GPTQ",
+              "NVIDIA's own server, tuned for its newest GPUs and their FP8 and FP4 number formats. It used to "
+              "compile each model into a TensorRT engine for one GPU; that route has been removed, and models now "
+              "load straight from Hugging Face checkpoints into PyTorch with NVIDIA's kernels."),
+    Framework("Ollama", "CPUs, Apple, GPUs", "one cache, slots", "parallel requests", "per slot", "none documented",
+              "GGUF (Q4_K_M, Q8_0, etc.)",
+              "A friendly local runner: one command pulls a model from its library and serves it, with a "
+              "Modelfile format and a local REST API. It began as a wrapper around llama.cpp; newer models run "
+              "on Ollama's own engine over the same GGML tensor library. Made for running models on your own "
+              "machine."),
 )
+CELL_MAX = 26  # widest table cell, in characters
+AS_OF = "Table: the projects' own docs as read in December 2026; it may age."
 
 COLUMNS = (("KV memory", "kv_memory"), ("batching", "batching"), ("prefix reuse", "prefix"),
            ("speculative", "speculative"), ("quantization", "quantization"), ("runs on", "runs_on"))
@@ -109,7 +120,7 @@ check each project's documentation). `↑`/`↓` choose a framework, `→` anoth
         widths = [max(len(title), *(len(getattr(f, attr)) for f in frameworks)) for title, attr in cols]
         shown, used = [], name_w + 2
         for (title, attr), w in zip(cols, widths):
-            w = min(w, 26)
+            w = min(w, CELL_MAX)
             if used + w + 2 > width and shown:
                 break
             shown.append((title, attr, w))
@@ -124,6 +135,7 @@ check each project's documentation). `↑`/`↓` choose a framework, `→` anoth
         hidden = len(COLUMNS) - len(shown)
         if hidden:
             out.append(f"  {hidden} more column{'s' if hidden > 1 else ''}: press →\n", style=DIM)
+        out.append_text(note(AS_OF, width))
         f = frameworks[self.selected]
         out.append("\n")
         out.append_text(heading(f.name))

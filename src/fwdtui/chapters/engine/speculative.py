@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import ACCENT, DIM, Canvas, canvas_area, fmt_seconds, heading, note, piece
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, fmt_seconds, heading, note, piece
 from fwdtui.core import engine_lab
 from fwdtui.core.sampling import SamplingSettings
 from fwdtui.session import Snapshot
@@ -32,8 +32,9 @@ class SpecChapterResult:
 
 
 @register
-class SpeculativeChapter(Chapter):
+class SpeculativeChapter(Picture, Chapter):
     ID = "engine.speculative"
+    PICTURE = "spec"
     SECTION = "engine"
     TITLE = "Speculative decoding"
     SUMMARY = "A small model drafts a few tokens, the big one checks them all in one pass."
@@ -61,7 +62,7 @@ its first layers (self-speculative). `d`/`D` draft layers, `k` draft length, `s`
         self.sampled = False
 
     def compose_visual(self):
-        yield from canvas_area("spec-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> SpecChapterResult:
         model = snapshot.require_model()
@@ -83,7 +84,7 @@ its first layers (self-speculative). `d`/`D` draft layers, `k` draft length, `s`
     def draw(self, result: SpecChapterResult) -> None:
         self.update_breadcrumb(f"draft {result.draft_layers}/{result.n_layer} layers · k={result.k}"
                                f" · {'sampled' if result.sampled else 'greedy'}")
-        self.query_one("#spec-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_layers(self, delta: int) -> None:
         self.draft_fraction = int(np.clip(self.draft_fraction + delta, 1, 7))

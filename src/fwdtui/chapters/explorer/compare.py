@@ -11,7 +11,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.explorer._common import SCROLL_BINDINGS, ScrollingPicture
 from fwdtui.chapters.explorer.diagram import (
     GROUP_ORDER,
     fmt_bytes,
@@ -34,6 +33,7 @@ from fwdtui.core.architectures import (
 from fwdtui.core.config import count_params
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
+from fwdtui.widgets.canvas import SCROLL_BINDINGS, Picture
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style
 
 VIEWS = ("table", "diagram", "recipe")
@@ -53,7 +53,7 @@ def _wrap(text: str, width: int, indent: str = "", style: str = "") -> Text:
 
 
 @register
-class CompareChapter(ScrollingPicture, Chapter):
+class CompareChapter(Picture, Chapter):
     ID = "explorer.compare"
     PICTURE = "explorer"  # #explorer-scroll holding #explorer-canvas
     SECTION = "explorer"
@@ -78,10 +78,6 @@ from GPT-2) · `t` more columns (shape, recipe, cost) · `r` which model uses wh
         *SCROLL_BINDINGS,
         Binding("home", "select_first", "GPT-2", show=False, tooltip="Back to GPT-2, the first row"),
     ]
-
-    DEFAULT_CSS = """
-    CompareChapter #explorer-scroll { height: 1fr; }
-    """
 
     def __init__(self, session: Any = None) -> None:
         super().__init__(session)

@@ -11,7 +11,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.explorer._common import SCROLL_BINDINGS, ScrollingPicture
 from fwdtui.chapters.explorer.diagram import FLOW, attention_short, fmt_count, render_block_diagram
 from fwdtui.core import architectures as arch_mod
 from fwdtui.core.architectures import (
@@ -28,6 +27,7 @@ from fwdtui.core.trace import Trace
 from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import bar_string
+from fwdtui.widgets.canvas import SCROLL_BINDINGS, Picture
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style
 from fwdtui.widgets.token_strip import TokenPiece, pieces_for, short_label
 
@@ -55,7 +55,7 @@ def _label(model: Model, token: int, width: int = 10) -> str:
 
 
 @register
-class LiveChapter(ScrollingPicture, Chapter):
+class LiveChapter(Picture, Chapter):
     ID = "explorer.live"
     PICTURE = "live"  # #live-scroll holding #live-canvas
     SECTION = "explorer"
@@ -77,10 +77,6 @@ stream's), and the **logit lens**: the guess if the model stopped there. `↑↓
         *SCROLL_BINDINGS,
         Binding("end", "last_token", "Last token", show=False, tooltip="Back to the last token of the prompt"),
     ]
-
-    DEFAULT_CSS = """
-    LiveChapter #live-scroll { height: 1fr; }
-    """
 
     def __init__(self, session: Any = None) -> None:
         super().__init__(session)

@@ -1,4 +1,5 @@
-"""Run the async Pilot tests of this folder with asyncio, without needing an async pytest plugin."""
+"""What every test folder shares: async tests (the Pilot tests of ui/ and reliability/) run with asyncio,
+without needing an async pytest plugin."""
 
 from __future__ import annotations
 
