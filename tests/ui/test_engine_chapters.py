@@ -66,7 +66,7 @@ async def test_sampling_knobs_change_the_kept_set(size) -> None:
 async def test_speculative_greedy_matches_and_keys_change_the_draft(family) -> None:
     app = chapter_app("engine.speculative", family)
     async with app.run_test(size=(100, 30)) as pilot:
-        text = await read_screen(app, pilot)
+        await read_screen(app, pilot)
         assert "Draft: first 1 of 2 layers · target: all 2 · k = 4 · greedy" in _visual(app)
         assert "identical to the whole model's greedy text: yes" in _visual(app)
         assert "tokens per target pass" in _visual(app)

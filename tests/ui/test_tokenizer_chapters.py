@@ -97,7 +97,7 @@ async def test_merge_rules_steps_gpt2_and_matches_tiktoken(size) -> None:
         # "Hello, world! Hello": the lowest-ranked rule that matches is 'l'+'l' ... whichever it
         # is, its rank is shown, and it must be the lowest rank among the rules that fired
         first = app.screen.result.steps[1]
-        assert f"step 1/" in text and f"rank {first.rank:,}" in text
+        assert "step 1/" in text and f"rank {first.rank:,}" in text
         ranks = [s.rank for s in app.screen.result.steps[1:]]
         assert ranks == sorted(ranks)
         await pilot.press("e")

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
-from fwdtui.chapters.attention._common import dim, dim_para
+from fwdtui.chapters.attention._common import dim_para
 from fwdtui.chapters.base import Chapter, register
 from fwdtui.core import attention_lab, ops
 from fwdtui.core.quant import fmt_bytes

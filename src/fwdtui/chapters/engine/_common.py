@@ -7,23 +7,13 @@ import textwrap
 
 import numpy as np
 from rich.text import Text
-from textual.app import ComposeResult
 
 from fwdtui.widgets.bar_chart import bar_string
-from fwdtui.widgets.canvas import Canvas, Picture, scrolling_canvas
+from fwdtui.widgets.canvas import Canvas, Picture
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style
 
-__all__ = ["ACCENT", "DIM", "Canvas", "Picture", "bar", "canvas_area", "fmt_bytes", "fmt_count", "fmt_seconds",
+__all__ = ["ACCENT", "DIM", "Canvas", "Picture", "bar", "fmt_bytes", "fmt_count", "fmt_seconds",
            "heading", "note", "piece"]
-
-
-def canvas_area(canvas_id: str) -> ComposeResult:
-    """The area of `Picture.picture_area(focusable=True)`, named by its canvas id (`serving-canvas` ->
-    `#serving-scroll` holding `#serving-canvas`). Kept for serving.py only; drop it once that is on Picture."""
-    name = canvas_id.removesuffix("-canvas")
-    if name == canvas_id:
-        raise ValueError(f"a canvas id ends in '-canvas', not {canvas_id!r}")
-    yield from scrolling_canvas(name, focusable=True)
 
 
 def note(text: str, width: int, style: str = DIM) -> Text:

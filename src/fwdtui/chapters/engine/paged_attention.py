@@ -92,7 +92,6 @@ written in the order a server interleaves them. `b` page size, `s` another reque
     def draw(self, result: PagedResult) -> None:
         view = self.view[1] if self.view is not None and self.view[0] is result.run else result.view
         self.selected %= len(result.run.names)
-        name = result.run.names[self.selected]
         self.update_breadcrumb(f"pages of {view.block_size}")
         self.picture_canvas().show(lambda width: self._picture(result, view, width))
 
@@ -113,7 +112,7 @@ written in the order a server interleaves them. `b` page size, `s` another reque
 
     # --- the picture -------------------------------------------------------------------------------
     def _picture(self, r: PagedResult, v: PagedView, width: int) -> Text:
-        run, paged = r.run, v.paged
+        run = r.run
         out = Text(no_wrap=True, overflow="crop")
         out.append_text(heading(f"Three requests on your prompt ({run.n_prompt} tokens), {r.model_name}"))
         for i, (name, seq) in enumerate(zip(run.names, run.ids)):

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from fwdtui.chapters.base import Chapter, register
-from fwdtui.chapters.engine._common import ACCENT, DIM, Canvas, canvas_area, heading, note
+from fwdtui.chapters.engine._common import ACCENT, DIM, Picture, heading, note
 from fwdtui.session import Snapshot
 
 
@@ -69,10 +69,11 @@ COLUMNS = (("KV memory", "kv_memory"), ("batching", "batching"), ("prefix reuse"
 
 
 @register
-class ServingChapter(Chapter):
+class ServingChapter(Picture, Chapter):
     ID = "engine.serving"
     SECTION = "engine"
     TITLE = "Serving frameworks"
+    PICTURE = "serving"
     SUMMARY = "What vLLM, TGI, llama.cpp, SGLang, TensorRT-LLM and Ollama do, compared."
     EXPLANATION = """
 Every idea of this section is inside the servers people run: a **KV cache** managed in pages,
@@ -96,14 +97,14 @@ check each project's documentation). `↑`/`↓` choose a framework, `→` anoth
         self.first_column = 0
 
     def compose_visual(self):
-        yield from canvas_area("serving-canvas")
+        yield from self.picture_area(focusable=True)
 
     def compute(self, snapshot: Snapshot) -> tuple[Framework, ...]:
         return FRAMEWORKS
 
     def draw(self, result: tuple[Framework, ...]) -> None:
         self.update_breadcrumb(result[self.selected].name)
-        self.query_one("#serving-canvas", Canvas).show(lambda width: self._picture(result, width))
+        self.picture_canvas().show(lambda width: self._picture(result, width))
 
     def action_pick(self, delta: int) -> None:
         self.selected = (self.selected + delta) % len(FRAMEWORKS)

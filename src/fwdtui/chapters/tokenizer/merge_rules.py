@@ -200,7 +200,7 @@ rank-by-rank replay gives exactly the ids of the real encoder (tiktoken).
         room = height - out.plain.count("\n") - 2
         if k and room > 0:
             out.append("\n\n")
-            history = Text(f"fired so far, lowest rank first: ", style="bold")
+            history = Text("fired so far, lowest rank first: ", style="bold")
             for s in run.steps[1 : k + 1]:
                 history.append(f"{s.rank:,} {quoted(run.tokenizer.vocab[s.new_id], 10)}  ")
             lines = history.wrap(self.app.console, width)
