@@ -51,21 +51,35 @@ def write_tiny_gguf(
     tied: bool = True,
     seed: int = 0,
     biases: bool = False,
+    rope_theta: float = 100000.0,
+    n_ctx: int = 128,
+    rope_freqs: np.ndarray | None = None,
+    rope_scaling: tuple[str, float] | None = None,
+    rope_dims: int = HEAD_DIM,
 ) -> dict[str, np.ndarray]:
-    """Write a 2-layer model like llama.cpp's converter would; returns the weights a loader must give back."""
+    """Write a 2-layer model like llama.cpp's converter would; returns the weights a loader must give back.
+
+    `rope_freqs` [HEAD_DIM/2] is stored as llama.cpp's `rope_freqs.weight` (float32) when given.
+    """
     rng = np.random.default_rng(seed)
     expected: dict[str, np.ndarray] = {}
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny")
     w.add_block_count(N_LAYER)
-    w.add_context_length(128)
+    w.add_context_length(n_ctx)
     w.add_embedding_length(N_EMBD)
     w.add_feed_forward_length(N_INNER)
     w.add_head_count(N_HEAD)
     w.add_head_count_kv(N_KV_HEAD)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_freq_base(100000.0)
-    w.add_rope_dimension_count(HEAD_DIM)
+    w.add_rope_freq_base(rope_theta)
+    w.add_rope_dimension_count(rope_dims)
+    if rope_dims != HEAD_DIM:  # partial rotary: the head size is then stated on its own
+        w.add_key_length(HEAD_DIM)
+        w.add_value_length(HEAD_DIM)
+    if rope_scaling is not None:  # {arch}.rope.scaling.type / .factor, as llama.cpp's converter writes them
+        w.add_string(f"{arch}.rope.scaling.type", rope_scaling[0])
+        w.add_float32(f"{arch}.rope.scaling.factor", rope_scaling[1])
     w.add_vocab_size(VOCAB)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("smollm")
@@ -84,6 +98,8 @@ def write_tiny_gguf(
         w.add_tensor(gguf_name, stored, raw_dtype=qtype if qtype not in (T.F32, T.F16) else None)
         expected[ours] = back
 
+    if rope_freqs is not None:
+        w.add_tensor("rope_freqs.weight", np.asarray(rope_freqs, dtype=np.float32))
     add("token_embd.weight", "embed_tokens.weight", (VOCAB, N_EMBD), T.Q8_0)
     for i in range(N_LAYER):
         b, p = f"blk.{i}.", f"layers.{i}."
@@ -224,9 +240,9 @@ def test_load_gguf_model_builds_the_tokenizer(tiny: tuple[Path, dict], monkeypat
     assert calls == [(TOKENS, MERGES, TOKEN_TYPES, "smollm", 1, 2, "{{ messages }}", "tiny.Q8_0")]
 
 
-def test_sentencepiece_tokenizer_refused() -> None:
-    with pytest.raises(WeightsError, match="llama"):
-        gguf_loader.tokenizer_from_meta({"model": "llama"})
+def test_unknown_tokenizer_model_refused() -> None:
+    with pytest.raises(WeightsError, match="'bert'"):  # "llama" (SentencePiece) is read: test_sentencepiece.py
+        gguf_loader.tokenizer_from_meta({"model": "bert"})
 
 
 def test_progress_reports_every_tensor(tiny: tuple[Path, dict]) -> None:

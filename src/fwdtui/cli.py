@@ -248,13 +248,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if token >= model.tokenizer.n_vocab:
             continue  # an embedding row with no token behind it (padded vocabularies): nothing to print
         pending.append(token)
-        piece = model.tokenizer.decode(pending)
+        # token by token: decode() would drop the leading space of each SentencePiece piece
+        piece = model.tokenizer.decode_bytes(pending).decode("utf-8", errors="replace")
         if "\ufffd" not in piece[-1:]:  # wait until a multi-byte character is complete
             sys.stdout.write(piece)
             sys.stdout.flush()
             pending = []
     if pending:
-        sys.stdout.write(model.tokenizer.decode(pending))
+        sys.stdout.write(model.tokenizer.decode_bytes(pending).decode("utf-8", errors="replace"))
     sys.stdout.write("\n")
     return 0
 

@@ -1,4 +1,4 @@
-"""Tokenizers: read a model folder's tokenizer files into a byte-level BPE tokenizer."""
+"""Tokenizers: read a model folder's or a GGUF file's tokenizer (byte-level BPE, or SentencePiece from a GGUF)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,34 @@ from fwdtui.tokenizers.bpe import (
     pattern_for_pre,
 )
 from fwdtui.tokenizers.gpt2 import ENDOFTEXT, GPT2_PATTERN, read_merges_txt, read_vocab_json
+from fwdtui.tokenizers.spm import SentencePieceTokenizer
+from fwdtui.tokenizers.spm import from_gguf_metadata as spm_from_gguf_metadata
 
-__all__ = ["BPETokenizer", "from_gguf_metadata", "load_gguf_tokenizer", "load_tokenizer", "pattern_for_pre"]
+__all__ = [
+    "BPETokenizer",
+    "SentencePieceTokenizer",
+    "from_gguf_metadata",
+    "load_gguf_tokenizer",
+    "load_tokenizer",
+    "pattern_for_pre",
+]
 
 _FIX_REDOWNLOAD = "Download the model again (fwdtui download NAME), or copy its tokenizer files into the folder."
+
+# What a SentencePiece GGUF tokenizer is built from: our name -> its `tokenizer.ggml.<key>` (the
+# names gguf_loader.tokenizer_meta uses, so the loader's cached data builds the same tokenizer).
+_SPM_KEYS = {
+    "tokens": "tokens",
+    "scores": "scores",
+    "token_types": "token_type",
+    "bos_id": "bos_token_id",
+    "eos_id": "eos_token_id",
+    "unk_id": "unknown_token_id",
+    "pad_id": "padding_token_id",
+    "add_bos_token": "add_bos_token",
+    "add_eos_token": "add_eos_token",
+    "add_space_prefix": "add_space_prefix",
+}
 
 
 def load_tokenizer(folder: str | Path) -> BPETokenizer:
@@ -216,8 +240,11 @@ def _pattern_from_pre_tokenizer(pre_tok: Any, path: Path) -> tuple[str, str | No
     )
 
 
-def load_gguf_tokenizer(path: str | Path | Any, name: str | None = None) -> BPETokenizer:
-    """The tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata (byte-level BPE only).
+def load_gguf_tokenizer(path: str | Path | Any, name: str | None = None) -> BPETokenizer | SentencePieceTokenizer:
+    """The tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata.
+
+    `tokenizer.ggml.model` says which: "gpt2" is byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2),
+    "llama" is SentencePiece (Llama 2, TinyLlama, Mistral 7B, CodeLlama).
 
     `path` may also be an open `gguf.GGUFReader` (opening a file is the slow part).
     """
@@ -241,10 +268,15 @@ def load_gguf_tokenizer(path: str | Path | Any, name: str | None = None) -> BPET
         return default if field is None else field.contents()
 
     model = value("tokenizer.ggml.model")
+    if model == "llama":
+        meta = {ours: value(f"tokenizer.ggml.{key}") for ours, key in _SPM_KEYS.items()}
+        meta["chat_template"] = value("tokenizer.chat_template")
+        return spm_from_gguf_metadata(meta, name or path.stem)
     if model != "gpt2":
         raise WeightsError(
-            f"{path.name} has a {model!r} tokenizer; fwdtui reads byte-level BPE ('gpt2') tokenizers.",
-            "Use a GGUF of a byte-level BPE model (GPT-2, Llama 3, Qwen2, SmolLM2).",
+            f"{path.name} has a {model!r} tokenizer; fwdtui reads byte-level BPE ('gpt2') and SentencePiece "
+            "('llama') tokenizers.",
+            "Use a GGUF of a Llama 2, Mistral, GPT-2, Llama 3, Qwen2 or SmolLM2 model.",
         )
     tokens, merges = value("tokenizer.ggml.tokens"), value("tokenizer.ggml.merges")
     if not tokens or not merges:

@@ -362,10 +362,11 @@ def from_gguf_metadata(
     `tokens` are in GPT-2's byte-to-unicode form, `merges` are "a b" strings in rank order,
     token type 3 (control) and 4 (user-defined) are special tokens kept as literal text.
     """
-    if not merges:  # SentencePiece GGUFs ("llama" model: Llama 2, Mistral, Gemma) have no merges
+    if not merges:  # SentencePiece GGUFs ("llama" model: Llama 2, Mistral) have none: fwdtui.tokenizers.spm reads them
         raise WeightsError(
-            f"{name} has no BPE merge rules: its tokenizer is not byte-level BPE.",
-            "fwdtui reads byte-level BPE models (GPT-2, Llama 3, Qwen2, SmolLM2); use one of those.",
+            f"{name} has no BPE merge rules (tokenizer.ggml.merges): its tokenizer is not byte-level BPE.",
+            "A GGUF whose tokenizer.ggml.model is 'llama' is SentencePiece: load it with load_gguf_tokenizer "
+            "(or fwdtui --model PATH). One that says 'gpt2' is damaged: download it again.",
         )
     pairs: list[tuple[str, str]] = []
     for i, rule in enumerate(merges):
