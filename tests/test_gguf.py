@@ -16,7 +16,7 @@ from gguf.quants import dequantize as ref_dequantize
 from gguf.quants import quantize as ref_quantize
 
 from fwdtui.errors import FwdtuiError, ModelNotFoundError, WeightsError
-from fwdtui.loaders import gguf_loader
+from fwdtui.loaders import gguf_loader, load_path
 from fwdtui.loaders.gguf_loader import (
     cache_path,
     hf_name,
@@ -56,6 +56,7 @@ def write_tiny_gguf(
     rope_freqs: np.ndarray | None = None,
     rope_scaling: tuple[str, float] | None = None,
     rope_dims: int = HEAD_DIM,
+    add_bos: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Write a 2-layer model like llama.cpp's converter would; returns the weights a loader must give back.
 
@@ -87,6 +88,8 @@ def write_tiny_gguf(
     w.add_token_types(TOKEN_TYPES)
     w.add_token_merges(MERGES)
     w.add_bos_token_id(1)
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
     w.add_eos_token_id(2)
     w.add_chat_template("{{ messages }}")
 
@@ -233,11 +236,11 @@ def test_tokenizer_metadata(tiny: tuple[Path, dict]) -> None:
 def test_load_gguf_model_builds_the_tokenizer(tiny: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     fake = types.ModuleType("fwdtui.tokenizers.bpe")
-    fake.from_gguf_metadata = lambda *args: calls.append(args) or "TOKENIZER"  # type: ignore[attr-defined]
+    fake.from_gguf_metadata = lambda *args, **kw: calls.append((args, kw)) or "TOKENIZER"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fwdtui.tokenizers.bpe", fake)
     config, weights, tokenizer = load_gguf_model(tiny[0])
     assert tokenizer == "TOKENIZER"
-    assert calls == [(TOKENS, MERGES, TOKEN_TYPES, "smollm", 1, 2, "{{ messages }}", "tiny.Q8_0")]
+    assert calls == [((TOKENS, MERGES, TOKEN_TYPES, "smollm", 1, 2, "{{ messages }}", "tiny.Q8_0"), {"add_bos": False})]
 
 
 def test_unknown_tokenizer_model_refused() -> None:
@@ -412,3 +415,17 @@ def test_real_smollm2_gguf() -> None:
     assert (config["num_hidden_layers"], config["num_attention_heads"], config["num_key_value_heads"]) == (30, 9, 3)
     assert meta["pre"] == "smollm" and len(meta["tokens"]) == config["vocab_size"] == 49152
     assert weights["layers.0.self_attn.k_proj.weight"].shape == (192, 576)
+
+
+@pytest.mark.parametrize("add_bos", [True, False, None])
+def test_add_bos_token_puts_bos_before_the_prompt(tmp_path, add_bos) -> None:
+    """Llama 3 GGUFs say tokenizer.ggml.add_bos_token = true: the prompt then starts with the BOS id."""
+    from fwdtui.prompt import prepare_prompt
+
+    path = tmp_path / "bos.gguf"
+    write_tiny_gguf(path, add_bos=add_bos)
+    model = load_path(path)
+    assert model.tokenizer.add_bos is bool(add_bos)
+    ids = prepare_prompt(model, "hi there").ids
+    body = model.tokenizer.encode("hi there")
+    assert ids == ([1] + body if add_bos else body)

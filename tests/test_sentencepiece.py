@@ -174,7 +174,11 @@ def test_generate_command_keeps_the_spaces(tmp_path: Path, capsys: pytest.Captur
     path = tmp_path / "g.gguf"
     write_spm_gguf(path, with_model=True)
     model = fwdtui.load_model(path)
-    new = list(model.generate(model.tokenizer.encode("The cat"), 12, temperature=1.0, seed=1))
+    from fwdtui.prompt import prepare_prompt
+
+    ids = prepare_prompt(model, "The cat").ids
+    assert ids[0] == model.tokenizer.bos_id and ids[1:] == model.tokenizer.encode("The cat")  # add_bos_token
+    new = list(model.generate(ids, 12, temperature=1.0, seed=1))
     assert sum(model.tokenizer.pieces[t].startswith("\u2581") for t in new) >= 3  # spaces to lose
     assert main(["generate", "-m", str(path), "-t", "1", "--seed", "1", "-n", "12", "The cat"]) == 0
     text = "The cat" + model.tokenizer.decode_bytes(new).decode("utf-8", errors="replace") + "\n"
@@ -345,3 +349,17 @@ def test_long_text(tok: SentencePieceTokenizer) -> None:
     text = "The quick brown fox, café 🙂 1234\n" * 3000
     ids = tok.encode(text)
     assert tok.decode(ids) == text
+
+
+def test_fragments_keep_their_spaces_and_single_words_are_found(spm_model) -> None:
+    """decode() is for whole texts (it drops the prefix space); a token or a continuation keeps its space."""
+    from fwdtui.core.embedding_lab import single_token
+    from fwdtui.tokenizers import fragment_text
+
+    tok = spm_model.tokenizer
+    ids = tok.encode("Hello world")
+    assert tok.decode(ids) == "Hello world"
+    assert fragment_text(tok, ids) == " Hello world"  # the first piece is "▁Hello"
+    assert fragment_text(tok, ids[1:]) == tok.decode_bytes(ids[1:]).decode() and fragment_text(tok, ids[1:])[0] == " "
+    word = next(p[1:] for p in tok.pieces if p.startswith("\u2581") and len(p) > 3 and p[1:].isalpha())
+    assert single_token(spm_model, word) == tok.pieces.index("\u2581" + word)

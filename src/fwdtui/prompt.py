@@ -88,11 +88,16 @@ def prepare_prompt(model, text: str, reserve: int = 0) -> PreparedPrompt:
     ids = model.tokenizer.encode(text)
     if not ids:
         raise PromptError("The prompt encodes to no tokens.", "Type some visible text.")
+    # Models trained with a beginning-of-sequence token before every text (Llama 2, Mistral, Llama 3) get it,
+    # as llama.cpp and transformers give it; it stays first when a long prompt is cut.
+    bos = model.tokenizer.bos_id if getattr(model.tokenizer, "add_bos", False) else None
+    head = [bos] if bos is not None else []
     n_ctx = model.config.n_ctx
-    limit = max(1, n_ctx - min(max(0, reserve), n_ctx // 2))
+    limit = max(1 + len(head), n_ctx - min(max(0, reserve), n_ctx // 2))
+    ids = head + ids
     if len(ids) > limit:
         dropped = len(ids) - limit
-        ids = ids[-limit:]
+        ids = head + ids[len(head) + dropped:]
         room = f" (leaving {n_ctx - limit} for new tokens)" if limit < n_ctx else ""
         notices.append(
             f"The prompt had {dropped + limit} tokens, more than the {limit} that fit the {n_ctx}-token context{room}; "

@@ -212,3 +212,20 @@ def test_undecodable_argv_bytes_in_a_real_process(tiny_gpt2: Path) -> None:
         assert "Traceback" not in stderr
         assert "not valid UTF-8" in stderr + result.stdout.decode("utf-8", "replace")
     assert result.stdout.decode("utf-8").startswith("caf\ufffd \ufffd\ufffd na\ufffdve")
+
+
+@pytest.mark.parametrize("extra", [0, 40])
+def test_a_tokenizer_that_asks_for_bos_gets_it_first_even_when_cut(extra: int) -> None:
+    from fwdtui.testing import ByteTokenizer, random_model
+
+    tok = ByteTokenizer()
+    tok.bos_id, tok.add_bos = 255, True  # as a Llama 2 / Mistral GGUF says: add_bos_token
+    model = random_model("llama", n_ctx=64)
+    model.tokenizer = tok
+    text = "x" * (30 + extra)
+    prepared = prepare_prompt(model, text)
+    assert prepared.ids[0] == 255 and prepared.ids[1:] == [ord("x")] * (len(prepared.ids) - 1)
+    assert len(prepared.ids) == min(31 + extra, 64)
+    assert bool(prepared.notices) == (31 + extra > 64)
+    tok.add_bos = False
+    assert prepare_prompt(model, "xy").ids == [ord("x"), ord("y")]

@@ -54,10 +54,13 @@ async def test_vocab_size_measures_the_model(spm_model) -> None:
 
 
 async def test_journey_counts_the_models_tokens(spm_model) -> None:
-    n = len(spm_model.tokenizer.encode(PROMPT))
-    assert f"{n} tokens to come" in await _screen(spm_model, "transformer.journey")
+    from fwdtui.prompt import prepare_prompt
+
+    ids = prepare_prompt(spm_model, PROMPT).ids  # <s> first: the GGUF says add_bos_token, as Llama 2's do
+    assert ids[0] == spm_model.tokenizer.bos_id and len(ids) == len(spm_model.tokenizer.encode(PROMPT)) + 1
+    assert f"{len(ids)} tokens to come" in await _screen(spm_model, "transformer.journey")
 
 
 async def test_embedding_chapters_draw(spm_model) -> None:
     assert "Nearest to" in await _screen(spm_model, "embeddings.neighbours")
-    assert "token #0 '·The'" in await _screen(spm_model, "embeddings.lookup")
+    assert "token #0 '<s>'" in await _screen(spm_model, "embeddings.lookup")

@@ -113,8 +113,15 @@ def embedding_index(model) -> EmbeddingIndex:
 
 def single_token(model, word: str) -> int | None:
     """The id of ' word' when the tokenizer writes it as one token, else None."""
-    ids = model.tokenizer.encode(" " + word.strip())
+    tok = model.tokenizer
+    # A SentencePiece tokenizer puts the space in front of a text itself ("▁word"); give it the bare word.
+    ids = tok.encode(word.strip() if getattr(tok, "add_space_prefix", False) else " " + word.strip())
     return int(ids[0]) if len(ids) == 1 else None
+
+
+def _text(tok, ids) -> str:
+    """Token(s) as text with their spaces (SentencePiece's decode drops a leading one): via the bytes."""
+    return tok.decode_bytes([int(i) for i in ids]).decode("utf-8", errors="replace")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +319,7 @@ def context_compare(model, word: str, text_a: str, text_b: str, text_n: str | No
     lens = []
     for trace, pos in ((ta, pos_a), (tb, pos_b)):
         top = model.logit_lens(trace, pos).argmax(axis=-1)  # [n_layer + 1] best guess of the next token
-        lens.append(tuple(tok.decode([int(t)]) for t in top))
+        lens.append(tuple(_text(tok, [t]) for t in top))
     neutral = np.full(n_layer + 1, np.nan)
     if text_n:
         progress(0.8, "tracing the neutral text")
@@ -320,7 +327,7 @@ def context_compare(model, word: str, text_a: str, text_b: str, text_n: str | No
         rn = residual_rows(tn, word_position(tok, text_n, word), n_layer)
         neutral = np.array([cosine(x, y) for x, y in zip(ra, rn)])
     ids_a, ids_b = tok.encode(text_a), tok.encode(text_b)
-    return ContextResult(word, text_a, text_b, pos_a, pos_b, tok.decode([ids_a[pos_a]]), tok.decode([ids_b[pos_b]]),
+    return ContextResult(word, text_a, text_b, pos_a, pos_b, _text(tok, [ids_a[pos_a]]), _text(tok, [ids_b[pos_b]]),
                          cos, lens[0], lens[1], neutral)
 
 

@@ -574,6 +574,7 @@ def tokenizer_from_meta(tok_meta: dict) -> Any:
     return from_gguf_metadata(
         tok_meta["tokens"], tok_meta["merges"], tok_meta["token_types"], tok_meta["pre"],
         tok_meta["bos_id"], tok_meta["eos_id"], tok_meta["chat_template"], tok_meta["name"],
+        add_bos=bool(tok_meta.get("add_bos_token")),  # Llama 3 says true: <|begin_of_text|> before a prompt
     )
 
 

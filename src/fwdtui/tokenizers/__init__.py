@@ -19,6 +19,7 @@ from fwdtui.tokenizers.spm import SentencePieceTokenizer
 from fwdtui.tokenizers.spm import from_gguf_metadata as spm_from_gguf_metadata
 
 __all__ = [
+    "fragment_text",
     "BPETokenizer",
     "SentencePieceTokenizer",
     "from_gguf_metadata",
@@ -43,6 +44,15 @@ _SPM_KEYS = {
     "add_eos_token": "add_eos_token",
     "add_space_prefix": "add_space_prefix",
 }
+
+
+def fragment_text(tokenizer: Any, ids: Any) -> str:
+    """The text of part of a sequence (one token, or generated tokens after a prompt), its spaces kept.
+
+    `decode` is for whole texts: a SentencePiece tokenizer drops the space it put in front of the text,
+    which would eat the space of " Paris" decoded on its own. Bytes first, so every tokenizer agrees.
+    """
+    return tokenizer.decode_bytes([int(i) for i in ids]).decode("utf-8", errors="replace")
 
 
 def load_tokenizer(folder: str | Path) -> BPETokenizer:

@@ -19,6 +19,7 @@ from fwdtui.session import Snapshot
 from fwdtui.widgets.bar_chart import Bar, render_bars
 from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, CHIP_BACKGROUNDS, CHIP_FG, cell_style
+from fwdtui.tokenizers import fragment_text
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ model's kv heads into fewer does to its next-token distribution (`k` picks a row
         name = model.info.name
         return GqaResult(tuple(ids), name, cfg.family, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.n_layer,
                          attention_lab.attention_of(cfg, "▶ this model"), tuple(pooling), base, pooled_probs,
-                         lambda t: model.tokenizer.decode([int(t)]))
+                         lambda t: fragment_text(model.tokenizer, [t]))
 
     def action_next_pool(self) -> None:
         n = len(self.result.pooling) if self.result else 1

@@ -25,6 +25,7 @@ from fwdtui.core import attention_lab
 from fwdtui.session import Snapshot
 from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT
+from fwdtui.tokenizers import fragment_text
 
 ROLE_WORDS = {
     "induction": "copies what followed the last time this token appeared (an induction head)",
@@ -103,7 +104,7 @@ Press `a` to switch the selected head off and see the next-token distribution ch
                 ablation = attention_lab.ablation_effect(model, ids, layer, head)
         return MultiHeadResult(tuple(ids), token_labels(model, ids, 8), trace, cached[1], cached[2],
                                model.config.n_layer, model.config.n_head, ablation,
-                               lambda t: model.tokenizer.decode([int(t)]))
+                               lambda t: fragment_text(model.tokenizer, [t]))
 
     def action_ablate(self) -> None:
         target = (self.layer_index, self.head_index)

@@ -16,6 +16,7 @@ from fwdtui.core import attention_lab, ops
 from fwdtui.session import Snapshot
 from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM, MASKED_FG, SEQUENTIAL, cell_style
+from fwdtui.tokenizers import fragment_text
 
 PATTERNS = ("window", "window+sinks", "strided", "dilated", "block")
 SINK_CHOICES = (0, 1, 4)
@@ -95,7 +96,7 @@ loaded model itself runs with shrinking windows (through its own mask) and we me
         windows = sorted((w for w in candidates if 1 <= w < n), reverse=True)[:8]
         sinks = SINK_CHOICES[self.sinks_index]
         sweep = attention_lab.window_sweep(model, ids, windows, sinks, snapshot.cancelled, snapshot.progress)
-        tops = {e.top: model.tokenizer.decode([e.top]) for e in sweep}
+        tops = {e.top: fragment_text(model.tokenizer, [e.top]) for e in sweep}
         return SparseResult(tuple(ids), token_labels(model, ids, 6), sinks, tuple(sweep), tops)
 
     def action_next_pattern(self) -> None:

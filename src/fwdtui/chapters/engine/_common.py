@@ -11,6 +11,7 @@ from rich.text import Text
 from fwdtui.widgets.bar_chart import bar_string
 from fwdtui.widgets.canvas import Canvas, Picture
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style
+from fwdtui.tokenizers import fragment_text
 
 __all__ = ["ACCENT", "DIM", "Canvas", "Picture", "bar", "fmt_bytes", "fmt_count", "fmt_seconds",
            "heading", "note", "piece"]
@@ -60,7 +61,7 @@ def fmt_count(n: float) -> str:
 def piece(tokenizer, token: int, width: int = 12) -> str:
     """A token as readable text: spaces as ·, newlines as ⏎, cut to `width`."""
     try:
-        text = tokenizer.decode([int(token)])
+        text = fragment_text(tokenizer, [token])
     except Exception:  # a byte of a multi-byte character on its own
         text = f"#{token}"
     text = text.replace(" ", "·").replace("\n", "⏎").replace("\t", "→") or f"#{token}"

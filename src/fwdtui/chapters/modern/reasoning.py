@@ -22,6 +22,7 @@ from fwdtui.session import Snapshot
 from fwdtui.tokenizers.chat import chat_format, encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style, colour_index, xterm
 from fwdtui.widgets.plots import sparkline
+from fwdtui.tokenizers import fragment_text
 
 # short questions with one number as the answer (short so that they fit a tiny model's 128 byte positions)
 QUESTIONS = (("What is 15 + 27?", "42"),
@@ -149,7 +150,7 @@ hidden. `n` question (the last is your prompt) · `t` where the cue goes · `j`/
                                   "Ask a shorter question (press p) or load a model with a longer context (m).")
 
             def on_token(tokens: list[int], n: int = n, limit: int = limit, prefill: str = prefill) -> None:
-                so_far = prefill + tok.decode([t for t in tokens if t not in end_ids])
+                so_far = prefill + fragment_text(tok, [t for t in tokens if t not in end_ids])
                 tail = so_far.replace("\n", "↵")[-44:]
                 snapshot.progress((n + len(tokens) / limit) / 2, f"{'AB'[n]}: {tail}")
 

@@ -20,6 +20,7 @@ from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.chat import chat_format, encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style
+from fwdtui.tokenizers import fragment_text
 
 SYSTEM = ('You can call these tools:\n'
           '- calculator: does arithmetic. Example call: {"tool": "calculator", "expression": "2 + 3"}\n'
@@ -113,7 +114,7 @@ go further and *constrain* decoding to a grammar). `n` question · `h` help · `
         stops = [i for name, i in getattr(tok, "special_tokens", {}).items() if name in ("<|im_end|>", "<|eot_id|>")]
 
         def decode(tokens: list[int] | tuple[int, ...]) -> str:
-            return tok.decode([t for t in tokens if t not in stops and t != model.config.eos_token_id])
+            return fragment_text(tok, [t for t in tokens if t not in stops and t != model.config.eos_token_id])
 
         def step(label: str, start: str, limit: int):
             def on_token(tokens: list[int]) -> bool:

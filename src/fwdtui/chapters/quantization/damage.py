@@ -19,6 +19,7 @@ from fwdtui.session import Snapshot
 from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL
 from fwdtui.widgets.plots import sparkline
+from fwdtui.tokenizers import fragment_text
 
 # which weights get quantized: (label, part, which layers: "all" | "first" | "last")
 SCOPES = (("all layers", "all", "all"), ("attention only", "attn", "all"), ("MLP only", "mlp", "all"),
@@ -202,11 +203,11 @@ perplexity. Rows fill in one scheme at a time. `↑/↓` pick a row, `s` which w
         ref_p = _softmax(s.ref_logits[-1])
         new_p = _softmax(d.last_logits)
         top = np.argsort(-ref_p)[:4]
-        cells = [f"{model.tokenizer.decode([int(t)])!r} {ref_p[t]:.0%}→{new_p[t]:.0%}" for t in top]
+        cells = [f"{fragment_text(model.tokenizer, [t])!r} {ref_p[t]:.0%}→{new_p[t]:.0%}" for t in top]
         out.append("next token after the prompt: " + " · ".join(cells)[: max(10, width - 30)] + "\n")
         new_top = int(np.argmax(new_p))
         if new_top != int(top[0]):
-            out.append(f"the quantized model now picks {model.tokenizer.decode([new_top])!r} ({new_p[new_top]:.0%})\n",
+            out.append(f"the quantized model now picks {fragment_text(model.tokenizer, [new_top])!r} ({new_p[new_top]:.0%})\n",
                        style="bold red")
         return out
 

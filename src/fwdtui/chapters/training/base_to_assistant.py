@@ -17,6 +17,7 @@ from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.chat import chat_format, encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style
+from fwdtui.tokenizers import fragment_text
 
 QUESTIONS = ("What colour is the sky on a clear day?", "Give me a word that rhymes with cat.")
 MAX_NEW = 20
@@ -94,7 +95,7 @@ its chat template (greedy, ≤ 20 tokens); a base model rambles on, an instruct 
                     break
                 out.append(int(token))
                 snapshot.progress(len(out) / MAX_NEW, f"{label}: token {len(out)}")
-            return tok.decode(out)
+            return fragment_text(tok, out)
 
         plain = greedy(plain_ids, "as plain text")
         chat = greedy(chat_ids, "in the chat template")

@@ -18,6 +18,7 @@ from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.chat import encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style
+from fwdtui.tokenizers import fragment_text
 
 # (question, the number a correct answer starts with)
 QUESTIONS = (("What is 3 + 4? Reply with the number only.", 7.0),
@@ -94,7 +95,7 @@ teaches nothing. Below: a real group sampled from the loaded model (temperature 
 
         answers = tl.sample_group(model, ids, group, MAX_NEW, TEMPERATURE, seed * 1000, stops, on_sample,
                                   snapshot.cancelled)
-        texts = tuple(tok.decode(a) for a in answers)
+        texts = tuple(fragment_text(tok, a) for a in answers)
         rewards = np.array([tl.answer_reward(t, expected) for t in texts])
         return GrpoResult(model.info.name, question, expected, texts, rewards, tl.group_advantages(rewards),
                           seed, len(answers) == group)

@@ -17,6 +17,7 @@ from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
 from fwdtui.tokenizers.chat import encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style
+from fwdtui.tokenizers import fragment_text
 
 QUESTION = "Give me one tip for sleeping well."
 TEMPERATURES = (0.5, 0.7, 1.0)  # the stand-in policy: the model's own distribution, sharpened
@@ -88,7 +89,7 @@ The answers are sampled from that policy. `r` resample · `t` policy temperature
                                   snapshot.cancelled)
         answers = [a for a in answers if a] or [tok.encode(" Go to bed at the same time.")]
         snapshot.progress(N_SAMPLES / (N_SAMPLES + 1), "log-probabilities under reference and policy")
-        texts = tuple(tok.decode(a) for a in answers)
+        texts = tuple(fragment_text(tok, a) for a in answers)
         ref = tuple(tl.tempered_logprob(model, ids, a, 1.0) for a in answers)
         policy = tuple(tl.tempered_logprob(model, ids, a, temp) for a in answers)
         return RlhfResult(model.info.name, texts, tuple(tl.tidiness_reward(t) for t in texts), ref, policy, seed,
