@@ -363,3 +363,24 @@ def test_fragments_keep_their_spaces_and_single_words_are_found(spm_model) -> No
     assert fragment_text(tok, ids[1:]) == tok.decode_bytes(ids[1:]).decode() and fragment_text(tok, ids[1:])[0] == " "
     word = next(p[1:] for p in tok.pieces if p.startswith("\u2581") and len(p) > 3 and p[1:].isalpha())
     assert single_token(spm_model, word) == tok.pieces.index("\u2581" + word)
+
+
+def test_byte_spans_are_in_the_text_not_the_prefixed_text(spm_model, capsys) -> None:
+    """The "▁" SentencePiece adds in front is not in the text: spans and the comparison chapter's cuts say so."""
+    import json as json_module
+
+    from fwdtui.cli import main
+    from fwdtui.tokenizers import text_pieces
+    from fwdtui.tokenizers.compare import tokenize
+
+    tok, text = spm_model.tokenizer, "Hello world, café"
+    ids = tok.encode(text)
+    assert b"".join(tok.token_bytes(i) for i in ids) == b" " + text.encode()
+    assert b"".join(text_pieces(tok, ids)) == text.encode()
+    assert tokenize(tok, text).exact
+    assert main(["tokenize", "--json", "-m", spm_model.info.path, text]) == 0
+    rows = json_module.loads(capsys.readouterr().out)["tokens"]
+    assert rows[0]["start"] == 0 and rows[-1]["end"] == len(text.encode())
+    spans = [text.encode()[r["start"]:r["end"]] for r in rows]
+    assert spans[0] == bytes(rows[0]["bytes"])[1:]  # "▁Hello" covers "Hello"
+    assert spans[1:] == [bytes(r["bytes"]) for r in rows[1:]]

@@ -188,12 +188,14 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     tok = model.tokenizer
     if tok is None:
         raise FwdtuiError("This model has no tokenizer files.", "Add vocab.json + merges.txt or tokenizer.json to its folder.")
+    from fwdtui.tokenizers import text_pieces
+
     ids = tok.encode(text)
     rows, offset = [], 0
-    for t in ids:
-        raw = tok.token_bytes(t)
-        rows.append({"id": t, "bytes": list(raw), "start": offset, "end": offset + len(raw), "text": piece(model, t)})
-        offset += len(raw)
+    for t, in_text in zip(ids, text_pieces(tok, ids)):  # spans in the text's bytes; "bytes" are the token's own
+        rows.append({"id": t, "bytes": list(tok.token_bytes(t)), "start": offset, "end": offset + len(in_text),
+                     "text": piece(model, t)})
+        offset += len(in_text)
     if args.json:
         print(json.dumps({"model": model.info.name, "n_tokens": len(ids), "ids": ids, "tokens": rows},
                          ensure_ascii=False, indent=2))

@@ -20,6 +20,7 @@ from fwdtui.tokenizers.spm import from_gguf_metadata as spm_from_gguf_metadata
 
 __all__ = [
     "fragment_text",
+    "text_pieces",
     "BPETokenizer",
     "SentencePieceTokenizer",
     "from_gguf_metadata",
@@ -53,6 +54,16 @@ def fragment_text(tokenizer: Any, ids: Any) -> str:
     which would eat the space of " Paris" decoded on its own. Bytes first, so every tokenizer agrees.
     """
     return tokenizer.decode_bytes([int(i) for i in ids]).decode("utf-8", errors="replace")
+
+
+def text_pieces(tokenizer: Any, ids: Any) -> list[bytes]:
+    """Each token's bytes as they sit in the encoded text: the same as `token_bytes`, except that the
+    space a SentencePiece tokenizer puts in front of the whole text is not in the text, so it is taken
+    off the first piece. Joined, they are the text's UTF-8 (byte offsets come from these)."""
+    pieces = [tokenizer.token_bytes(int(i)) for i in ids]
+    if pieces and getattr(tokenizer, "add_space_prefix", False) and pieces[0][:1] == b" ":
+        pieces[0] = pieces[0][1:]
+    return pieces
 
 
 def load_tokenizer(folder: str | Path) -> BPETokenizer:

@@ -76,8 +76,10 @@ class Tokenization:
 
 def tokenize(tokenizer: Any, text: str, name: str | None = None) -> Tokenization:
     """Encode `text` (special strings stay plain text) and keep each token's bytes."""
+    from fwdtui.tokenizers import text_pieces
+
     ids = tuple(int(i) for i in tokenizer.encode(text))
-    pieces = tuple(tokenizer.token_bytes(i) for i in ids)
+    pieces = tuple(text_pieces(tokenizer, ids))  # SentencePiece's added front space is not in the text
     label = name or getattr(tokenizer, "label", None) or getattr(tokenizer, "name", "tokenizer")
     return Tokenization(str(label), text, ids, pieces)
 
