@@ -287,3 +287,18 @@ async def test_ctrl_s_saves_the_screen_as_svg_in_the_current_folder(tmp_path, mo
         await settle(pilot)
         assert any("Start fwdtui from a folder you can write to" in n.message for n in app._notifications)
         assert any(f"Saved {files[0]}" in n.message for n in app._notifications)
+
+
+async def test_a_long_breadcrumb_keeps_its_text_and_the_model_status_gives_way() -> None:
+    """At 80 columns a chapter's own line (here "neighbours of ...") wins over the model status."""
+    app = journey_app("gpt2")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        chapter = app.screen
+        chapter.update_breadcrumb("a long note about what this view shows right now")
+        await settle(pilot)
+        top = screen_text(app).splitlines()[0]
+        assert "(1 of 52)  a long note" in top and top.rstrip().endswith("…") and "model random" not in top
+        chapter.update_breadcrumb("short")
+        await settle(pilot)
+        assert "model random-gpt2" in screen_text(app).splitlines()[0]

@@ -486,9 +486,13 @@ class Chapter(FwdScreen):
         crumb.append(f"  ({n} of {len(chapters)})", style="dim")
         if extra:
             crumb.append(f"  {extra}")
+        crumb.truncate(max(10, self.size.width - 2), overflow="ellipsis")
         self.query_one("#breadcrumb", Static).update(crumb)
         room = self.size.width - crumb.cell_len - 4
-        self.query_one("#session-info", Static).update(_session_line(self.session, room))
+        info = self.query_one("#session-info", Static)
+        # Too narrow for both: the chapter's own line wins (the index shows the model and the prompt).
+        info.display = room >= SESSION_MIN
+        info.update(_session_line(self.session, room) if room >= SESSION_MIN else "")
 
     # --- the frame -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -651,6 +655,9 @@ class Chapter(FwdScreen):
             return
         i = (chapters.index(type(self)) + delta) % len(chapters)
         self.app.switch_screen(chapters[i](self.session))
+
+
+SESSION_MIN = 14  # columns the model status needs at the top right to say anything useful
 
 
 def _session_line(session: Session, room: int) -> Text:
