@@ -299,6 +299,6 @@ async def test_a_long_breadcrumb_keeps_its_text_and_the_model_status_gives_way()
         await settle(pilot)
         top = screen_text(app).splitlines()[0]
         assert "(1 of 52)  a long note" in top and top.rstrip().endswith("…") and "model random" not in top
-        chapter.update_breadcrumb("short")
+        chapter.update_breadcrumb("")
         await settle(pilot)
         assert "model random-gpt2" in screen_text(app).splitlines()[0]
