@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-
+import functools
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import regex
@@ -61,6 +61,24 @@ PRE_PATTERNS: dict[str, str] = {
 # GGUF token types (llama.cpp): 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
 TOKEN_TYPE_CONTROL = 3
 TOKEN_TYPE_USER_DEFINED = 4
+
+
+@functools.lru_cache(maxsize=16)
+def _special_pattern(names: tuple[str, ...]) -> regex.Pattern:
+    """One alternation of the special strings, longest first so that the longest match wins."""
+    return regex.compile("(" + "|".join(regex.escape(s) for s in names) + ")")
+
+
+def encode_around_specials(text: str, special_tokens: dict[str, int], encode: Callable[[str], list[int]]) -> list[int]:
+    """Ids of `text` where every special-token string becomes its one id and the text between goes
+    through `encode` (what `encode_with_special` does, for every tokenizer)."""
+    out: list[int] = []
+    for chunk in _special_pattern(tuple(sorted(special_tokens, key=len, reverse=True))).split(text):
+        if chunk in special_tokens:
+            out.append(special_tokens[chunk])
+        elif chunk:
+            out.extend(encode(chunk))
+    return out
 
 
 @dataclass(eq=False)
@@ -121,13 +139,7 @@ class BPETokenizer:
         ids = self.rank_to_id[self.encoding.encode(text, allowed_special="all")]
         if not (ids < 0).any():
             return ids.tolist()
-        out: list[int] = []
-        for chunk in self._special_splitter().split(text):
-            if chunk in self.special_tokens:
-                out.append(self.special_tokens[chunk])
-            elif chunk:
-                out.extend(self.encode(chunk))
-        return out
+        return encode_around_specials(text, self.special_tokens, self.encode)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Ids -> the exact bytes they stand for (a token may hold part of a character)."""
@@ -160,10 +172,6 @@ class BPETokenizer:
         return token_id in self._special_ids
 
     # -- the exact slow path --------------------------------------------------------------------
-    def _special_splitter(self) -> regex.Pattern:
-        names = sorted(self.special_tokens, key=len, reverse=True)  # longest first wins
-        return regex.compile("(" + "|".join(regex.escape(s) for s in names) + ")")
-
     def _encode_exact(self, text: str) -> list[int]:
         """Hugging Face's BPE, in Python: used only when the text holds a byte with no token.
 

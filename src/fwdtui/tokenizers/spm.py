@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import regex
 
 from fwdtui.errors import WeightsError
+from fwdtui.tokenizers.bpe import encode_around_specials
 
 SPACE = "\u2581"  # "▁": a space as SentencePiece writes it inside a piece
 
@@ -68,7 +68,6 @@ class SentencePieceTokenizer:
     _byte_ids: list[int] = field(init=False, repr=False)  # [256] id of "<0xXX>", -1 if missing
     _id_to_bytes: list[bytes] = field(init=False, repr=False)  # [n_vocab] what each id decodes to
     _special_ids: frozenset[int] = field(init=False, repr=False)
-    _splitter: regex.Pattern | None = field(init=False, repr=False, default=None)
     _words_merge_alone: bool = field(init=False, repr=False)  # see `merge`
 
     def __post_init__(self) -> None:
@@ -115,16 +114,7 @@ class SentencePieceTokenizer:
         """
         if not self.special_tokens:
             return self.encode(text)
-        if self._splitter is None:
-            names = sorted(self.special_tokens, key=len, reverse=True)  # longest first wins
-            self._splitter = regex.compile("(" + "|".join(regex.escape(s) for s in names) + ")")
-        out: list[int] = []
-        for chunk in self._splitter.split(text):
-            if chunk in self.special_tokens:
-                out.append(self.special_tokens[chunk])
-            elif chunk:
-                out.extend(self.encode(chunk))
-        return out
+        return encode_around_specials(text, self.special_tokens, self.encode)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Ids -> their bytes joined, the prefix space included (what to stream token by token)."""
