@@ -152,3 +152,46 @@ def test_real_smollm2_template_and_ids():
     assert tok.decode(ids).startswith(f"<|im_start|>system\n{SMOLLM2_SYSTEM}<|im_end|>")
     messages = [{"role": "user", "content": "What is 12+30? Answer:"}, {"role": "assistant", "content": " 42"}]
     assert encode_chat(tok, messages) == tok.encode_with_special(apply_chat_template(tok, messages))
+
+
+LLAMA2_TEMPLATE = "{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}{{ bos_token + '[INST] ' }}"
+MISTRAL_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% endfor %}"
+ZEPHYR_TEMPLATE = "{% for m in messages %}{{ '<|user|>\n' + m['content'] + eos_token }}{% endfor %}"
+
+
+def test_llama2_inst_turns_with_the_system_prompt_inside_the_first():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "4"}, {"role": "user", "content": " And 3+3? "}]
+    assert chat_format(LLAMA2_TEMPLATE) == "inst"
+    assert apply_chat_template(_with_template(LLAMA2_TEMPLATE), messages) == (
+        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST]"
+    )
+
+
+def test_mistral_inst_turns_put_the_system_text_before_the_first_question():
+    messages = [{"role": "system", "content": "Be brief."}, *USER_HI, {"role": "assistant", "content": "Hello"},
+                *USER_HI]
+    assert apply_chat_template(_with_template(MISTRAL_TEMPLATE), messages) == (
+        "<s>[INST] Be brief.\n\nHi [/INST]Hello</s>[INST] Hi [/INST]"
+    )
+
+
+def test_zephyr_turns_end_in_eos():
+    assert chat_format(ZEPHYR_TEMPLATE) == "zephyr"
+    messages = [{"role": "system", "content": "Be brief."}, *USER_HI]
+    assert apply_chat_template(_with_template(ZEPHYR_TEMPLATE), messages) == (
+        "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
+    )
+
+
+def test_inst_markers_become_control_ids_only_where_the_vocabulary_has_them():
+    """<s> and </s> are control tokens of every SentencePiece Llama; [INST] only of Mistral v3's vocabulary."""
+    from fwdtui.testing import ByteTokenizer
+
+    tok = ByteTokenizer()
+    tok.special_tokens = {"<s>": 300, "</s>": 301}
+    tok.chat_template = MISTRAL_TEMPLATE
+    ids = encode_chat(tok, USER_HI)
+    assert ids[0] == 300 and bytes(ids[1:]).decode() == "[INST] Hi [/INST]"
+    tok.special_tokens = {"<s>": 300, "</s>": 301, "[INST]": 302, "[/INST]": 303}
+    assert encode_chat(tok, USER_HI) == [300, 302, *b" Hi ", 303]

@@ -1,4 +1,5 @@
-"""Chat templates without a Jinja engine: ChatML (SmolLM2, Qwen), Llama 3 headers, a plain fallback."""
+"""Chat templates without a Jinja engine: ChatML (SmolLM2, Qwen), Llama 3 headers, [INST] (Llama 2,
+Mistral), Zephyr (TinyLlama chat), and a plain transcript for base models."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Any, Literal
 
 from fwdtui.errors import PromptError
 
-ChatFormat = Literal["chatml", "llama3", "plain"]
+ChatFormat = Literal["chatml", "llama3", "inst", "zephyr", "plain"]
+
+# How each format is named on screen.
+FORMAT_NAMES: dict[str, str] = {
+    "chatml": "ChatML",
+    "llama3": "Llama 3 headers",
+    "inst": "[INST] turns (Llama 2 / Mistral)",
+    "zephyr": "Zephyr turns (<|user|>)",
+    "plain": "none (a base model)",
+}
 
 # Llama 3.1/3.2 templates put these two lines at the top of every system message; the date is
 # the template's own default when no `date_string` is passed.
@@ -25,6 +35,10 @@ def chat_format(template: str | None) -> ChatFormat:
         return "chatml"
     if template and "<|start_header_id|>" in template:
         return "llama3"
+    if template and "[INST]" in template:
+        return "inst"
+    if template and "<|user|>" in template:
+        return "zephyr"
     return "plain"
 
 
@@ -41,6 +55,8 @@ class Special(str):
 
 
 IM_START, IM_END = Special("<|im_start|>"), Special("<|im_end|>")
+BOS, EOS = Special("<s>"), Special("</s>")  # SentencePiece models' control tokens
+INST, END_INST = Special("[INST]"), Special("[/INST]")  # control tokens in Mistral v3's vocabulary, text in Llama 2's
 BEGIN, START_HEADER, END_HEADER, EOT = (
     Special("<|begin_of_text|>"),
     Special("<|start_header_id|>"),
@@ -58,6 +74,10 @@ def chat_parts(tokenizer: Any, messages: list[dict], add_generation_prompt: bool
         return _chatml(messages, template, add_generation_prompt)
     if kind == "llama3":
         return _llama3(messages, template, add_generation_prompt)
+    if kind == "inst":
+        return _inst(messages, template)
+    if kind == "zephyr":
+        return _zephyr(messages, add_generation_prompt)
     return _plain(messages, add_generation_prompt)
 
 
@@ -133,6 +153,40 @@ def _llama3(messages: list[dict[str, str]], template: str, add_generation_prompt
         parts += turn(m["role"], m["content"].strip())
     if add_generation_prompt:
         parts += [START_HEADER, "assistant", END_HEADER, "\n\n"]
+    return parts
+
+
+def _inst(messages: list[dict[str, str]], template: str) -> list[str]:
+    """Llama 2 chat: `<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>` per exchange.
+    Mistral Instruct: `<s>[INST] user [/INST]answer</s>[INST] ...` (no system turn: it goes before the
+    first user message). The user's turn always ends the prompt, so there is no generation flag."""
+    llama2 = "<<SYS>>" in template
+    system = ""
+    if messages and messages[0]["role"] == "system":
+        system, messages = messages[0]["content"].strip(), messages[1:]
+    parts: list[str] = [BOS]
+    first_user = True
+    for m in messages:
+        if m["role"] == "user":
+            content = m["content"].strip()
+            if first_user and system:
+                content = f"<<SYS>>\n{system}\n<</SYS>>\n\n{content}" if llama2 else f"{system}\n\n{content}"
+            if llama2 and not first_user:
+                parts.append(BOS)
+            parts += [INST, f" {content} ", END_INST]
+            first_user = False
+        else:
+            parts += [f" {m['content'].strip()} " if llama2 else m["content"].strip(), EOS]
+    return parts
+
+
+def _zephyr(messages: list[dict[str, str]], add_generation_prompt: bool) -> list[str]:
+    """Zephyr (TinyLlama chat): `<|role|>\ncontent</s>\n` per message, then `<|assistant|>\n`."""
+    parts: list[str] = []
+    for m in messages:
+        parts += [f"<|{m['role']}|>\n{m['content']}", EOS, "\n"]
+    if add_generation_prompt:
+        parts.append("<|assistant|>\n")
     return parts
 
 

@@ -19,7 +19,7 @@ from fwdtui.core import modern_lab
 from fwdtui.core.modern_lab import FinalAnswer, Generation
 from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
-from fwdtui.tokenizers.chat import chat_format, encode_chat
+from fwdtui.tokenizers.chat import FORMAT_NAMES, chat_format, encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, SEQUENTIAL, cell_style, colour_index, xterm
 from fwdtui.widgets.plots import sparkline
 from fwdtui.tokenizers import fragment_text
@@ -187,8 +187,8 @@ hidden. `n` question (the last is your prompt) · `t` where the cue goes · `j`/
     def _picture(self, v: ReasoningView, width: int) -> Text:
         w = max(40, min(width - 2, 110))
         out = Text(no_wrap=True, overflow="crop")
-        fmt = {"chatml": "its ChatML chat template", "llama3": "its chat template"}.get(
-            v.prompt_format, "a plain transcript (no chat template)")
+        fmt = ("a plain transcript (no chat template)" if v.prompt_format == "plain"
+               else f"its chat template ({FORMAT_NAMES.get(v.prompt_format, v.prompt_format)})")
         out.append("Question: ", style="bold")
         out.append(v.question + "\n")
         if v.known is not None:

@@ -18,7 +18,7 @@ from fwdtui.core import modern_lab
 from fwdtui.core.modern_lab import Generation, ParsedCall, ToolError
 from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
-from fwdtui.tokenizers.chat import chat_format, encode_chat
+from fwdtui.tokenizers.chat import FORMAT_NAMES, chat_format, encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style
 from fwdtui.tokenizers import fragment_text
 
@@ -38,7 +38,7 @@ MAX_CALL, MAX_ANSWER = 32, 32
 @dataclass(frozen=True)
 class ToolRound:
     model_name: str
-    prompt_format: str  # "chatml", "llama3" or "plain"
+    prompt_format: str  # a tokenizers.chat.ChatFormat
     question: str
     n_prompt: int
     prefill: str
@@ -168,8 +168,8 @@ go further and *constrain* decoding to a grammar). `n` question · `h` help · `
             for line in wrap_lines(text, w):
                 out.append("  " + line + "\n", style=style)
 
-        fmt = {"chatml": "its ChatML chat template", "llama3": "its chat template"}.get(
-            r.prompt_format, "a plain transcript (this model has no chat template)")
+        fmt = ("a plain transcript (this model has no chat template)" if r.prompt_format == "plain"
+               else f"its chat template ({FORMAT_NAMES.get(r.prompt_format, r.prompt_format)})")
         out.append(f"1. The prompt: tools + question, in {fmt} ({r.n_prompt} tokens)\n", style="bold")
         block("system: " + SYSTEM, DIM)
         block("user: " + r.question)

@@ -13,7 +13,7 @@ from fwdtui.chapters.base import Chapter, register
 from fwdtui.chapters.tokenizer.common import chip_rows, pieces_of, visible
 from fwdtui.errors import FwdtuiError, WeightsError
 from fwdtui.session import Snapshot
-from fwdtui.tokenizers.chat import apply_chat_template, chat_format
+from fwdtui.tokenizers.chat import FORMAT_NAMES, apply_chat_template, chat_format
 from fwdtui.tokenizers.compare import gpt2_tokenizer, smollm2_tokenizer
 from fwdtui.widgets.canvas import Canvas
 from fwdtui.widgets.palette import ACCENT, DIM
@@ -30,7 +30,7 @@ class SpecialStudy:
     special: tuple[tuple[str, int], ...]  # (text, id), by id
     bos_id: int | None
     eos_id: int | None
-    template_kind: str  # "chatml" | "llama3" | "plain"
+    template_kind: str  # a tokenizers.chat.ChatFormat: "chatml", "llama3", "inst", "zephyr" or "plain"
     chat_text: str
     chat_ids: tuple[int, ...]
     forged_text: str  # user text that contains special strings
@@ -168,7 +168,7 @@ plain characters, and only the template's own text goes through `encode_with_spe
 
     def _paint_chat(self, study: SpecialStudy, width: int, height: int) -> Text:
         out = Text(no_wrap=True, overflow="crop")
-        kind = {"chatml": "ChatML", "llama3": "Llama 3 headers", "plain": "none (a base model)"}[study.template_kind]
+        kind = FORMAT_NAMES.get(study.template_kind, study.template_kind)
         out.append(f"chat template: {kind}", style="bold")
         out.append(f" · your prompt as a user turn · {len(study.chat_ids)} ids\n", style=DIM)
         # the rendered text, line by line, with its newlines shown

@@ -16,7 +16,7 @@ from fwdtui.chapters.training._common import SCROLL_BINDINGS, Picture, block, la
 from fwdtui.core import training_lab as tl
 from fwdtui.errors import PromptError
 from fwdtui.session import Snapshot
-from fwdtui.tokenizers.chat import chat_format, encode_chat
+from fwdtui.tokenizers.chat import FORMAT_NAMES, chat_format, encode_chat
 from fwdtui.widgets.palette import ACCENT, DIM, cell_style, legend
 
 # (user, assistant) pairs in our own words; the last choice uses the user's prompt as the question
@@ -113,8 +113,8 @@ the mask drops it. `n` next example · `l` mask on/off · `j`/`k` scroll.
     def _picture(self, r: SftResult, width: int) -> Text:
         w = max(30, min(width - 2, 110))
         out = Text(no_wrap=True, overflow="crop")
-        fmt = {"chatml": "ChatML template", "llama3": "Llama 3 template"}.get(
-            r.prompt_format, "plain transcript (this model has no chat template)")
+        fmt = ("plain transcript (this model has no chat template)" if r.prompt_format == "plain"
+               else f"chat template ({FORMAT_NAMES.get(r.prompt_format, r.prompt_format)})")
         n = len(r.labels)
         out.append(f"1. The conversation in {r.model_name}'s {fmt}: {n} tokens\n", style="bold")
         out.append(f"  template + user: {r.n_prompt} tokens · assistant: {n - r.n_prompt} tokens\n", style=DIM)
