@@ -29,6 +29,8 @@ async def _screen(model, chapter: str, keys: list[str] = ()) -> str:
 async def test_byte_level_shows_the_models_pieces(spm_model) -> None:
     text = await _screen(spm_model, "tokenizer.bytes", ["t", "v"])  # the model's tokenizer, the tokens view
     assert "the model's (spm-tiny):" in text
+    # the vocabulary's own spellings ("▁cat", "<0xE3>"), not GPT-2's byte-to-unicode ones ("Ġcat", "ã")
+    assert ("\u2581" in text or "<0x" in text) and "\u0120" not in text
 
 
 async def test_merge_rules_skip_a_tokenizer_without_merges(spm_model) -> None:

@@ -44,7 +44,7 @@ class ByteView:
     demo: bool  # the demo text is shown instead of the (ASCII-only) prompt
     tokenizer_name: str
     tokenization: Tokenization
-    vocab_forms: tuple[str, ...]  # each token in GPT-2's byte-to-unicode spelling
+    vocab_forms: tuple[str, ...]  # each token as its vocabulary spells it (GPT-2's byte-to-unicode, or SentencePiece's)
     split_of_char: tuple[bool, ...]  # [n_chars] the character's bytes lie in several tokens
     token_of_char: tuple[int, ...]  # [n_chars]
     split_in_token: tuple[str, ...]  # [n_tokens] the split characters each token holds a part of
@@ -92,8 +92,12 @@ and GPT-4o (merges never cross a split). `d` toggles a demo text, `t` the tokeni
         text = DEMO_TEXT if demo else prompt
         tokenizer, name = self._tokenizer(snapshot)
         tok = tokenize(tokenizer, text, name)
-        b2u = bytes_to_unicode()
-        forms = tuple("".join(b2u[b] for b in piece) for piece in tok.pieces)
+        spm_pieces = getattr(tokenizer, "pieces", None)  # a SentencePiece vocabulary spells its own ("▁the", "<0xE2>")
+        if spm_pieces is not None:
+            forms = tuple(spm_pieces[i] for i in tok.ids)
+        else:
+            b2u = bytes_to_unicode()
+            forms = tuple("".join(b2u[b] for b in piece) for piece in tok.pieces)
         splits = tuple((label, tuple(regex.findall(pattern, text))) for label, pattern in SPLITS)
         split = split_chars(tok)  # [n_chars]
         starts = char_byte_starts(text)  # [n_chars + 1]
