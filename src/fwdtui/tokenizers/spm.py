@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from fwdtui.errors import WeightsError
 from fwdtui.tokenizers.bpe import encode_around_specials
 
