@@ -39,6 +39,7 @@ async def test_merge_rules_skip_a_tokenizer_without_merges(spm_model) -> None:
     text = await _screen(spm_model, "tokenizer.merge-rules")
     assert "tokenizer: GPT-2's" in text or "tokenizer: ours" in text
     assert "tokenizer: the model's" not in text
+    assert "is a SentencePiece tokenizer: it has no merge list" in text
 
 
 async def test_compare_lists_the_model(spm_model) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,6 +41,7 @@ class EncodeRun:
     tokenizer: TrainedTokenizer
     steps: tuple[EncodeStep, ...]
     reference: tuple[int, ...]  # the real encoder's ids
+    note: str = ""  # why the model's own tokenizer is not the one shown, when it is not
 
     @property
     def equal(self) -> bool:
@@ -109,11 +111,21 @@ rank-by-rank replay gives exactly the ids of the real encoder (tiktoken).
             snapshot.progress(None, f"Encoding with {label}")
             steps = tuple(replayed.encode_steps(text))
             return EncodeRun(source, label, reference_name, text, cut, replayed, steps,
-                             tuple(int(i) for i in reference(text)))
+                             tuple(int(i) for i in reference(text)), self._why_not_model(source, snapshot))
         raise WeightsError(
             "No tokenizer with merge rules is available: " + " ".join(problems),
             "Press t for another tokenizer, train one in 'BPE from raw bytes', or load gpt2.",
         )
+
+    @staticmethod
+    def _why_not_model(source: str, snapshot: Snapshot) -> str:
+        tok = getattr(snapshot.model, "tokenizer", None)
+        if source == "model" or tok is None or getattr(tok, "merges", None):
+            return ""
+        if getattr(tok, "scores", None) is not None:
+            return (f"{tok.name} is a SentencePiece tokenizer: it has no merge list; at each step it merges "
+                    "the adjacent pair whose joined piece has the highest score.")
+        return f"{tok.name} has no merge rules."
 
     def _tokenizer_for(self, source: str, snapshot: Snapshot):
         """(label, replayed tokenizer, the reference encode, its name), or None if not here."""
@@ -151,6 +163,8 @@ rank-by-rank replay gives exactly the ids of the real encoder (tiktoken).
         step = run.steps[k]
         last = len(run.steps) - 1
         out.append(f"tokenizer: {run.label}\n", style="bold")
+        if run.note:
+            out.append("\n".join(textwrap.wrap(run.note, max(20, width - 1))) + "\n", style=DIM)
         if step.rank is None:
             out.append(f"step 0/{last}: the raw bytes of each chunk, no rule applied yet", style="bold")
         else:
