@@ -195,14 +195,17 @@ def test_cached_load_keeps_the_scores(tmp_path: Path) -> None:
     assert second.scores == first.scores and second.encode("Hello world") == first.encode("Hello world")
 
 
-def test_cache_from_before_sentencepiece_is_rebuilt(tmp_path: Path) -> None:
-    """A cache written when the loader did not keep scores must not leave the file unloadable."""
+def test_cache_from_before_sentencepiece_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache written when the loader did not keep scores (version 1) must not leave the file unloadable."""
     path = tmp_path / "old.gguf"
     write_spm_gguf(path, with_model=True)
     config, weights, meta = gguf_loader.load_gguf(path)
     del meta["scores"]
-    gguf_loader.write_cache(path, config, weights, meta)
-    assert "scores" not in gguf_loader.read_cache(path)[2]
+    with monkeypatch.context() as m:  # what the loader wrote before it kept SentencePiece scores
+        m.setattr(gguf_loader, "CACHE_VERSION", "1")
+        gguf_loader.write_cache(path, config, weights, meta)
+        assert "scores" not in gguf_loader.read_cache(path)[2]
+    assert gguf_loader.read_cache(path) is None  # this version does not trust it
     assert isinstance(fwdtui.load_model(path).tokenizer, SentencePieceTokenizer)
     assert "scores" in gguf_loader.read_cache(path)[2]
 

@@ -26,8 +26,8 @@ from fwdtui.errors import ModelNotFoundError, WeightsError
 from fwdtui.loaders.download import ProgressCallback, _no_progress
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
-# Bump when the cached contents change meaning. 2: the config holds rope_freq_factors (a version-1 cache
-# of a file with rope_freqs.weight lacks them, so it must be rebuilt, not trusted).
+# Bump when the cached contents change meaning. 2: the config holds rope_freq_factors and the tokenizer data
+# SentencePiece's scores (a version-1 cache lacks both, so it must be rebuilt, not trusted).
 CACHE_VERSION = "2"
 GGUF_MAGIC = b"GGUF"
 MAX_DIMS = 4  # ggml tensors have at most 4 dimensions
@@ -280,12 +280,11 @@ def linear_rope_factor(reader: Any, arch: str) -> float | None:
     kind = _field(reader, f"{arch}.rope.scaling.type")
     if kind is None or kind == "none":
         return None
-    factor = _field(reader, f"{arch}.rope.scaling.factor")
     if kind != "linear":
         raise WeightsError(
             f"This GGUF uses {str(kind)[:40]!r} rope scaling, which fwdtui does not implement (it would run with "
             "wrong positions).", "Use a GGUF with plain RoPE, linear scaling or Llama 3's rope_freqs.")
-    factor = _number(factor, f"{arch}.rope.scaling.factor", float)
+    factor = _number(_field(reader, f"{arch}.rope.scaling.factor"), f"{arch}.rope.scaling.factor", float)
     if not 0 < factor < 1e6:
         raise WeightsError(f"{arch}.rope.scaling.factor = {factor!r} is not a positive number.", BAD_FILE_FIX)
     return factor
@@ -542,8 +541,6 @@ def load_gguf(path: str | Path, progress: ProgressCallback | None = None) -> tup
     path = Path(path)
     progress = progress or _no_progress
     cached = read_cache(path) if path.is_file() else None
-    if cached is not None and cached[2].get("model") == "llama" and "scores" not in cached[2]:
-        cached = None  # cached before fwdtui read SentencePiece tokenizers: their scores were not kept
     if cached is not None:
         progress(f"Memory-mapped {cache_path(path).name}", 1, 1)
         return cached
