@@ -79,25 +79,20 @@ SCROLL_BINDINGS: list[BindingType] = [
 ]
 
 
-def scrolling_canvas(name: str, *, focusable: bool = False) -> ComposeResult:
-    """A Canvas (`#<name>-canvas`) in a scroll area (`#<name>-scroll`) that takes the free height.
-
-    The scroll area takes no focus by default, so the chapter's own keys (arrows too) always reach the
-    chapter and SCROLL_BINDINGS (`j`/`k`) scroll it. `focusable=True` is for chapters without those keys
-    (the engine and embedding sections): Tab focuses the scroll area, then the arrow and page keys scroll it.
-    """
-    with VerticalScroll(id=f"{name}-scroll", can_focus=focusable):
-        yield Canvas(id=f"{name}-canvas")
-
-
 class Picture:
-    """Chapter mixin: the one picture of a chapter, made by `scrolling_canvas(PICTURE)`; add
-    SCROLL_BINDINGS to the chapter's BINDINGS for `j`/`k`."""
+    """Chapter mixin: the one picture of a chapter; add SCROLL_BINDINGS to the chapter's BINDINGS for `j`/`k`."""
 
     PICTURE: ClassVar[str]  # the name in the ids `#<PICTURE>-scroll` and `#<PICTURE>-canvas`
 
     def picture_area(self, *, focusable: bool = False) -> ComposeResult:
-        yield from scrolling_canvas(self.PICTURE, focusable=focusable)
+        """A Canvas (`#<PICTURE>-canvas`) in a scroll area (`#<PICTURE>-scroll`) that takes the free height.
+
+        The scroll area takes no focus by default, so the chapter's own keys (arrows too) always reach the
+        chapter and SCROLL_BINDINGS (`j`/`k`) scroll it. `focusable=True` is for chapters without those keys
+        (the engine and embedding sections): Tab focuses the scroll area, then the arrow and page keys scroll it.
+        """
+        with VerticalScroll(id=f"{self.PICTURE}-scroll", can_focus=focusable):
+            yield Canvas(id=f"{self.PICTURE}-canvas")
 
     def picture_scroll(self) -> VerticalScroll:
         return self.query_one(f"#{self.PICTURE}-scroll", VerticalScroll)  # type: ignore[attr-defined]
