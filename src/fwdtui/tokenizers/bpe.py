@@ -72,6 +72,8 @@ def _special_pattern(names: tuple[str, ...]) -> regex.Pattern:
 def encode_around_specials(text: str, special_tokens: dict[str, int], encode: Callable[[str], list[int]]) -> list[int]:
     """Ids of `text` where every special-token string becomes its one id and the text between goes
     through `encode` (what `encode_with_special` does, for every tokenizer)."""
+    if not special_tokens:  # an empty alternation would match between every two characters
+        return encode(text)
     out: list[int] = []
     for chunk in _special_pattern(tuple(sorted(special_tokens, key=len, reverse=True))).split(text):
         if chunk in special_tokens:

@@ -111,8 +111,6 @@ class SentencePieceTokenizer:
         The text between two specials is encoded on its own, so it gets a "▁" prefix too, as in
         llama.cpp when it parses specials.
         """
-        if not self.special_tokens:
-            return self.encode(text)
         return encode_around_specials(text, self.special_tokens, self.encode)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
