@@ -9,9 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fwdtui.core import gpt2, ops
+from fwdtui.core import ops
 from fwdtui.core.kv_cache import BLOCK
-from fwdtui.core.trace import NO_TRACE
 from fwdtui.testing import random_model
 
 LONG = ops.ATTN_BLOCK * 2 + 37  # a prompt that spans three query blocks, the last one partial
@@ -234,20 +233,3 @@ def test_greedy_generate_equals_argmax_of_full_passes(family):
     for _ in range(6):
         expected.append(int(np.argmax(model.logits(ids + expected)[-1])))
     assert out == expected
-
-
-def test_gpt2_conv1d_weights_are_laid_out_for_decode_with_unchanged_numbers():
-    """Model stores GPT-2's [n_in, n_out] matrices column-major once at load; shapes and values are the
-    checkpoint's, and the logits equal those of the row-major weights the checkpoint holds."""
-    model = random_model("gpt2", n_ctx=64)
-    laid_out = [name for name in model.weights if name.endswith(gpt2.CONV1D_WEIGHTS)]
-    assert len(laid_out) == 4 * model.config.n_layer
-    assert all(model.weights[name].flags.f_contiguous for name in laid_out)
-    row_major = {name: np.ascontiguousarray(w) for name, w in model.weights.items()}
-    assert not row_major[laid_out[0]].flags.f_contiguous
-    ids = prompt(11)
-    positions = np.arange(len(ids))
-    plain = gpt2.gpt2_forward(row_major, model.config, np.asarray(ids), positions, None, NO_TRACE)
-    np.testing.assert_allclose(model.logits(ids), plain, rtol=1e-5, atol=1e-5 * np.abs(plain).max())
-    for name in laid_out:
-        np.testing.assert_array_equal(model.weights[name], row_major[name])

@@ -14,32 +14,6 @@ from fwdtui.core.ops import causal_attention, gelu, layer_norm, linear
 from fwdtui.core.trace import Trace
 
 
-CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-def lay_out_for_decode(params: dict) -> dict:
-    """The same weights, with each Conv1D matrix stored column by column (Fortran order), done once at load.
-
-    Shapes, values and names stay as the checkpoint has them ([n_in, n_out], `x @ w`): only the order in
-    memory changes. Decoding multiplies one row vector by each matrix; stored this way every output is
-    a dot product along contiguous memory, which streams the weights ~5-10% faster (PyTorch's nn.Linear
-    stores [n_out, n_in] for the same reason, so the Llama path needs no such step).
-    """
-    out = dict(params)
-    for name, w in params.items():
-        if w.ndim == 2 and name.endswith(CONV1D_WEIGHTS) and not w.flags.f_contiguous:
-            out[name] = column_major(w)
-    return out
-
-
-def column_major(w: np.ndarray, rows: int = 64) -> np.ndarray:
-    """np.asfortranarray(w), a band of rows at a time: each band's transpose stays in cache (~3x faster)."""
-    t = np.empty(w.shape[::-1], dtype=w.dtype)  # [n_out, n_in], C order
-    for start in range(0, w.shape[0], rows):
-        t[:, start:start + rows] = w[start:start + rows].T
-    return t.T  # [n_in, n_out] again, Fortran order
-
-
 def embed(params: dict, ids: np.ndarray, positions: np.ndarray, tr) -> np.ndarray:
     """Token embedding plus learned position embedding: GPT-2 adds a vector for "where" to "what"."""
     tok = params["wte.weight"][ids]  # [n_seq] -> [n_seq, n_embd]

@@ -37,8 +37,6 @@ class Model:
         # Loaders may hand over np.memmap objects; a plain ndarray view of the same memory (no copy) skips
         # the subclass's Python hook that every `w.T` and product would otherwise run, 100+ times a token.
         self.weights = {name: w if type(w) is np.ndarray else np.asarray(w) for name, w in weights.items()}
-        if config.family == "gpt2":
-            self.weights = gpt2.lay_out_for_decode(self.weights)
         self.tokenizer = tokenizer
         self.info = info or ModelInfo(name="model")
         self._inv_freq: np.ndarray | None = None  # [head_dim/2] rotary frequencies; None for GPT-2
